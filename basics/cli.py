@@ -1,0 +1,100 @@
+"""Turn a frozen config dataclass into command-line flags, and back.
+
+Every script builds its parser from the config it runs, so a new field is a new flag with no
+extra code::
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, TrainConfig)
+    config = config_from_arguments(TrainConfig, parser.parse_args())
+
+Field ``max_steps: int = 100`` becomes ``--max-steps 100``; a bool field becomes
+``--name/--no-name``; ``tuple[...]`` and ``list[...]`` fields take several values; the help text is
+the field's ``help`` metadata, or its comment-free name when there is none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+_SCALARS = (int, float, str, Path)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """``int | None`` -> (int, True); ``int`` -> (int, False)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _parse_optional(inner: type) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "null", "") else inner(text)
+
+    parse.__name__ = inner.__name__
+    return parse
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, prefix: str = "") -> None:
+    """Add one flag per field of ``config_cls`` (a dataclass) to ``parser``.
+
+    Defaults are left as ``argparse.SUPPRESS`` so that :func:`config_from_arguments` can tell the
+    flags a user gave from the ones they did not (presets fill the rest).
+    """
+    hints = typing.get_type_hints(config_cls)
+    group = parser.add_argument_group(config_cls.__name__)
+    for field in dataclasses.fields(config_cls):
+        if not field.init:
+            continue
+        tp, optional = _unwrap_optional(hints[field.name])
+        default = field.default if field.default is not dataclasses.MISSING else None
+        if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = field.default_factory()  # type: ignore[misc]
+        help_text = field.metadata.get("help", field.name.replace("_", " "))
+        help_text = f"{help_text} (default: {default!r})"
+        flag = _flag(prefix + field.name)
+        kwargs: dict[str, Any] = {"dest": prefix + field.name, "default": argparse.SUPPRESS, "help": help_text}
+        origin = typing.get_origin(tp)
+        choices = None
+        if origin is typing.Literal:
+            choices = list(typing.get_args(tp))
+            tp = type(choices[0])
+        if tp is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif origin in (tuple, list):
+            args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+            element = args[0] if args else str
+            group.add_argument(flag, nargs="+", type=element, **kwargs)
+        elif tp in _SCALARS:
+            group.add_argument(flag, type=_parse_optional(tp) if optional else tp, choices=choices, **kwargs)
+        else:
+            raise TypeError(f"{config_cls.__name__}.{field.name}: no CLI mapping for type {tp!r}")
+
+
+def config_from_arguments(config_cls: type, args: argparse.Namespace, base: Any = None, prefix: str = "") -> Any:
+    """Build ``config_cls`` from parsed flags; fields the user did not give come from ``base``
+    (a preset instance) or the dataclass defaults."""
+    hints = typing.get_type_hints(config_cls)
+    given = {}
+    for field in dataclasses.fields(config_cls):
+        key = prefix + field.name
+        if field.init and hasattr(args, key):
+            value = getattr(args, key)
+            tp, _ = _unwrap_optional(hints[field.name])
+            if typing.get_origin(tp) is tuple and value is not None:
+                value = tuple(value)
+            given[field.name] = value
+    if base is not None:
+        return dataclasses.replace(base, **given)
+    return config_cls(**given)
