@@ -9,7 +9,8 @@ extra code::
 
 Field ``max_steps: int = 100`` becomes ``--max-steps 100``; a bool field becomes
 ``--name/--no-name``; ``tuple[...]`` and ``list[...]`` fields take several values; the help text is
-the field's ``help`` metadata, or its comment-free name when there is none.
+the field's ``help`` metadata, or its name when there is none. Nested dataclass fields are
+skipped: the script adds their flags from the nested class (with a ``prefix``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, pref
         if not field.init:
             continue
         tp, optional = _unwrap_optional(hints[field.name])
+        if dataclasses.is_dataclass(tp):
+            continue  # nested configs get their own flags from the script
         default = field.default if field.default is not dataclasses.MISSING else None
         if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             default = field.default_factory()  # type: ignore[misc]
@@ -89,7 +92,7 @@ def config_from_arguments(config_cls: type, args: argparse.Namespace, base: Any 
     given = {}
     for field in dataclasses.fields(config_cls):
         key = prefix + field.name
-        if field.init and hasattr(args, key):
+        if field.init and hasattr(args, key) and not dataclasses.is_dataclass(hints[field.name]):
             value = getattr(args, key)
             tp, _ = _unwrap_optional(hints[field.name])
             if typing.get_origin(tp) is tuple and value is not None:
