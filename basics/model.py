@@ -1,0 +1,556 @@
+"""The Transformer language model: the one model every unit of the course trains.
+
+Follows the assignment 1 handout (section 3): a pre-norm decoder-only Transformer with RMSNorm,
+SwiGLU feed-forward blocks and rotary position embeddings (RoPE), written from ``nn.Parameter`` and
+tensor ops so that every step is visible. Read it top to bottom::
+
+    token ids -> token_embeddings -> num_layers x TransformerBlock -> ln_final -> lm_head -> logits
+
+Beyond the handout, :class:`ModelConfig` carries the course's ablation switches (norm type and
+position, feed-forward type, position encoding, tied embeddings, dropout), grouped-query attention
+(``num_kv_heads``), and the implementation switches that later units use: ``fast=True`` swaps in
+torch's fused kernels (``F.rms_norm``, ``F.scaled_dot_product_attention``); ``norm_impl="triton"``
+and ``attention_impl="flash_triton"`` swap in the unit-2 kernels from ``systems/``. Every switch
+keeps the reference path beside it, and the tests compare them.
+
+Deliberate simplifications: dropout is applied to the residual branches only (not to attention
+probabilities); the KV cache is a plain preallocated buffer per layer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from jaxtyping import Bool, Float, Int
+from torch import Tensor, nn
+
+NormType = Literal["rmsnorm", "layernorm", "none"]
+NormImpl = Literal["reference", "torch", "pytorch_autograd", "triton"]
+AttentionImpl = Literal["reference", "sdpa", "flash_pytorch", "flash_triton"]
+
+# Unit-2 kernels are looked up by name only when a config asks for them, so `basics` never needs
+# `systems` (or Triton) to import. Each value is "module:attribute" of a torch.autograd.Function.
+_KERNELS = {
+    "pytorch_autograd": "systems.rmsnorm:RMSNormAutogradPyTorch",
+    "triton": "systems.rmsnorm:RMSNormAutogradTriton",
+    "flash_pytorch": "systems.flash_attention:FlashAttentionPyTorch",
+    "flash_triton": "systems.flash_attention:FlashAttentionTriton",
+}
+
+
+def _load_kernel(name: str):
+    module_name, attribute = _KERNELS[name].split(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ImportError(f"implementation {name!r} needs {_KERNELS[name]}: {error}") from error
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"ModelConfig.{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines a model's architecture. Validated on construction."""
+
+    vocab_size: int = 10_000  # number of token ids
+    context_length: int = 256  # longest sequence the model sees (RoPE table size)
+    d_model: int = 512  # width of the residual stream
+    num_layers: int = 4  # number of Transformer blocks
+    num_heads: int = 16  # attention heads (query heads under GQA)
+    d_ff: int | None = None  # feed-forward width; None: 8/3*d_model rounded up to 64 (swiglu), else 4*d_model
+    rope_theta: float = 10_000.0  # RoPE base
+    num_kv_heads: int | None = None  # key/value heads for grouped-query attention; None: num_heads
+    norm: NormType = "rmsnorm"  # rmsnorm | layernorm | none
+    norm_position: Literal["pre", "post"] = "pre"  # pre | post
+    ffn: Literal["swiglu", "silu", "gelu"] = "swiglu"  # swiglu | silu | gelu
+    positions: Literal["rope", "learned", "none"] = "rope"  # rope | learned | none
+    tie_embeddings: bool = False  # share token_embeddings.weight with lm_head.weight
+    dropout: float = 0.0  # residual dropout probability
+    norm_eps: float = 1e-5  # epsilon inside the norms
+    fast: bool = False  # use torch's fused kernels (F.rms_norm, SDPA) where the impls below say "reference"
+    norm_impl: NormImpl = "reference"  # reference | torch | pytorch_autograd | triton (RMSNorm only)
+    attention_impl: AttentionImpl = "reference"  # reference | sdpa | flash_pytorch | flash_triton
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"ModelConfig.{name} must be a positive integer; got {value!r}")
+        if self.d_ff is not None and self.d_ff <= 0:
+            raise ValueError(f"ModelConfig.d_ff must be positive; got {self.d_ff}")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
+        kv = self.kv_heads
+        if kv <= 0 or self.num_heads % kv:
+            raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({kv})")
+        _check_choice("norm", self.norm, ("rmsnorm", "layernorm", "none"))
+        _check_choice("norm_position", self.norm_position, ("pre", "post"))
+        _check_choice("ffn", self.ffn, ("swiglu", "silu", "gelu"))
+        _check_choice("positions", self.positions, ("rope", "learned", "none"))
+        _check_choice("norm_impl", self.norm_impl, ("reference", "torch", "pytorch_autograd", "triton"))
+        _check_choice(
+            "attention_impl", self.attention_impl, ("reference", "sdpa", "flash_pytorch", "flash_triton")
+        )
+        if self.positions == "rope" and self.d_head % 2:
+            raise ValueError(f"RoPE needs an even head dimension; d_model/num_heads = {self.d_head}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
+        if self.rope_theta <= 0 or self.norm_eps <= 0:
+            raise ValueError("rope_theta and norm_eps must be positive")
+        if self.norm_impl != "reference" and self.norm != "rmsnorm":
+            raise ValueError(
+                f"norm_impl={self.norm_impl!r} applies to norm='rmsnorm' only; got norm={self.norm!r}"
+            )
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.num_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_heads if self.num_kv_heads is None else self.num_kv_heads
+
+    @property
+    def ffn_dim(self) -> int:
+        """The feed-forward width actually used (resolves ``d_ff=None``)."""
+        if self.d_ff is not None:
+            return self.d_ff
+        if self.ffn == "swiglu":  # 8/3 d_model keeps the parameter count of a 4x two-matrix FFN
+            return 64 * math.ceil(8 * self.d_model / 3 / 64)
+        return 4 * self.d_model
+
+    @property
+    def resolved_norm_impl(self) -> str:
+        return "torch" if self.fast and self.norm_impl == "reference" else self.norm_impl
+
+    @property
+    def resolved_attention_impl(self) -> str:
+        return "sdpa" if self.fast and self.attention_impl == "reference" else self.attention_impl
+
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """Parameter count. ``non_embedding=True`` leaves out the token and position embeddings and
+        the output head (Kaplan et al.'s N): what remains is the blocks and the final norm."""
+        d, kv_dim = self.d_model, self.kv_heads * self.d_head
+        norm_size = {"rmsnorm": d, "layernorm": 2 * d, "none": 0}[self.norm]
+        attention = 2 * d * d + 2 * d * kv_dim  # q, output, and k, v projections
+        ffn = (3 if self.ffn == "swiglu" else 2) * d * self.ffn_dim
+        final_norm = norm_size if self.norm_position == "pre" else 0
+        blocks = self.num_layers * (attention + ffn + 2 * norm_size) + final_norm
+        if non_embedding:
+            return blocks
+        embeddings = self.vocab_size * d + (self.context_length * d if self.positions == "learned" else 0)
+        head = 0 if self.tie_embeddings else self.vocab_size * d
+        return blocks + embeddings + head
+
+    def flops_per_token(self, context_length: int | None = None) -> int:
+        """Forward-pass matmul FLOPs per token at ``context_length`` (default: the full context).
+
+        2 FLOPs per multiply-add for every weight matrix a token passes through, plus attention's
+        QK^T and AV (2 * seq * d_model each per layer, counted without the causal halving).
+        scaling/flops.py breaks this down matmul by matmul."""
+        seq = self.context_length if context_length is None else context_length
+        d, kv_dim = self.d_model, self.kv_heads * self.d_head
+        matmul_params = self.num_layers * (
+            2 * d * d + 2 * d * kv_dim + (3 if self.ffn == "swiglu" else 2) * d * self.ffn_dim
+        )
+        matmul_params += self.vocab_size * d  # output head (tied or not, it is a matmul)
+        return 2 * matmul_params + self.num_layers * 4 * seq * d
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+class Linear(nn.Module):
+    """y = x W^T with W of shape (out, in); no bias. Init: truncated normal, var 2/(in+out), +-3 sigma."""
+
+    def __init__(self, in_features: int, out_features: int, device=None, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
+        std = math.sqrt(2.0 / (in_features + out_features))
+        nn.init.trunc_normal_(self.weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
+
+    def forward(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_out"]:
+        return x @ self.weight.T
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class Embedding(nn.Module):
+    """A lookup table of shape (num_embeddings, embedding_dim). Init: truncated N(0, 1) at +-3."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, device=None, dtype=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_embeddings, embedding_dim, device=device, dtype=dtype))
+        nn.init.trunc_normal_(self.weight, mean=0.0, std=1.0, a=-3.0, b=3.0)
+
+    def forward(self, token_ids: Int[Tensor, "..."]) -> Float[Tensor, "... d_model"]:
+        return self.weight[token_ids]
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm(x) = x / sqrt(mean(x^2) + eps) * g  (Zhang & Sennrich, 2019).
+
+    Computed in fp32 and cast back: squaring bf16 activations loses too much precision. ``impl``
+    picks the same math from torch (``F.rms_norm``) or the unit-2 kernels."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None, impl: str = "reference"):
+        super().__init__()
+        self.eps, self.impl = eps, impl
+        self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
+        self._kernel = _load_kernel(impl) if impl in _KERNELS else None
+
+    def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        if self.impl == "torch":
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        if self._kernel is not None:
+            return self._kernel.apply(x, self.weight)
+        in_dtype = x.dtype
+        x = x.float()
+        rms = torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return (x / rms * self.weight.float()).to(in_dtype)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm (Ba et al., 2016) for the norm ablation: (x - mean) / sqrt(var + eps) * g + b, in fp32."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(d_model, device=device, dtype=dtype))
+
+    def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        in_dtype = x.dtype
+        x = x.float()
+        mean = x.mean(dim=-1, keepdim=True)
+        var = (x - mean).pow(2).mean(dim=-1, keepdim=True)
+        return ((x - mean) / torch.sqrt(var + self.eps) * self.weight.float() + self.bias.float()).to(
+            in_dtype
+        )
+
+
+def silu(x: Tensor) -> Tensor:
+    """SiLU(x) = x * sigmoid(x)."""
+    return x * torch.sigmoid(x)
+
+
+class SwiGLU(nn.Module):
+    """FFN(x) = W2(SiLU(W1 x) * W3 x)  (Shazeer, 2020)."""
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
+        self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype)
+
+    def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        return self.w2(silu(self.w1(x)) * self.w3(x))
+
+
+class FeedForward(nn.Module):
+    """The two-matrix FFN of the ablations: W2(act(W1 x)) with act = SiLU or GELU."""
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "silu", device=None, dtype=None):
+        super().__init__()
+        self.activation = activation
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
+
+    def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        h = self.w1(x)
+        # GELU(x) = x * Phi(x), Phi the standard normal CDF (the exact form, not the tanh approximation).
+        h = silu(h) if self.activation == "silu" else 0.5 * h * (1.0 + torch.erf(h / math.sqrt(2.0)))
+        return self.w2(h)
+
+
+class RotaryPositionalEmbedding(nn.Module):
+    """RoPE (Su et al., 2021): rotate each interleaved pair (x[2k], x[2k+1]) of the feature dimension
+    by the angle pos * theta^(-2k/d_k).
+
+    Worked example with d_k = 2, theta irrelevant (k = 0, angle = pos): the vector (1, 0) at
+    position pi/2 becomes (cos pi/2, sin pi/2) = (0, 1).
+    """
+
+    def __init__(self, theta: float, d_k: int, max_seq_len: int, device=None):
+        super().__init__()
+        if d_k % 2:
+            raise ValueError(f"RoPE needs an even dimension; got d_k={d_k}")
+        inv_freq = theta ** (-torch.arange(0, d_k, 2, device=device, dtype=torch.float32) / d_k)  # (d_k/2,)
+        angles = torch.outer(torch.arange(max_seq_len, device=device, dtype=torch.float32), inv_freq)
+        # Tables are derived from theta, so they are not saved in the state dict.
+        self.register_buffer("cos", angles.cos(), persistent=False)  # (max_seq_len, d_k/2)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(
+        self, x: Float[Tensor, "... seq d_k"], token_positions: Int[Tensor, "... seq"]
+    ) -> Float[Tensor, "... seq d_k"]:
+        cos, sin = self.cos[token_positions], self.sin[token_positions]  # (..., seq, d_k/2)
+        x_even, x_odd = x[..., 0::2].float(), x[..., 1::2].float()
+        rotated = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
+        return rotated.flatten(-2).to(x.dtype)  # re-interleave: (..., seq, d_k/2, 2) -> (..., seq, d_k)
+
+
+def softmax(x: Float[Tensor, "..."], dim: int) -> Float[Tensor, "..."]:
+    """exp(x - max) / sum(exp(x - max)) along ``dim``: subtracting the max keeps exp from overflowing
+    and does not change the result. Computed in fp32 and cast back."""
+    x32 = x.float()
+    exp = torch.exp(x32 - x32.amax(dim=dim, keepdim=True))
+    return (exp / exp.sum(dim=dim, keepdim=True)).to(x.dtype)
+
+
+def scaled_dot_product_attention(
+    Q: Float[Tensor, "... queries d_k"],
+    K: Float[Tensor, "... keys d_k"],
+    V: Float[Tensor, "... keys d_v"],
+    mask: Bool[Tensor, "queries keys"] | None = None,
+) -> Float[Tensor, "... queries d_v"]:
+    """softmax(Q K^T / sqrt(d_k)) V, where ``mask`` True means *attend* (False positions get -inf)."""
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])  # (..., queries, keys)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return softmax(scores, dim=-1) @ V
+
+
+def causal_mask(num_queries: int, num_keys: int, device=None) -> Bool[Tensor, "queries keys"]:
+    """Query i (the last ``num_queries`` of ``num_keys`` positions) attends to keys 0..its own position."""
+    offset = num_keys - num_queries
+    q = torch.arange(num_queries, device=device)[:, None] + offset
+    return q >= torch.arange(num_keys, device=device)[None, :]
+
+
+class KVCache:
+    """Keys and values of the positions seen so far, one preallocated buffer per layer, so each new
+    token in generation costs one position instead of recomputing the whole prefix."""
+
+    def __init__(self, num_layers: int, max_seq_len: int):
+        self.max_seq_len = max_seq_len
+        self.length = 0  # positions stored (advanced by TransformerLM.forward after all layers)
+        self.keys: list[Tensor | None] = [None] * num_layers
+        self.values: list[Tensor | None] = [None] * num_layers
+
+    def update(
+        self,
+        layer: int,
+        k: Float[Tensor, "batch kv_heads seq d_head"],
+        v: Float[Tensor, "batch kv_heads seq d_head"],
+    ) -> tuple[Tensor, Tensor]:
+        """Store this step's k, v for ``layer`` and return all keys and values so far."""
+        end = self.length + k.shape[-2]
+        if end > self.max_seq_len:
+            raise ValueError(f"KV cache is full: {end} positions > max_seq_len {self.max_seq_len}")
+        if self.keys[layer] is None:
+            shape = (*k.shape[:-2], self.max_seq_len, k.shape[-1])
+            self.keys[layer] = k.new_zeros(shape)
+            self.values[layer] = v.new_zeros(shape)
+        self.keys[layer][..., self.length : end, :] = k
+        self.values[layer][..., self.length : end, :] = v
+        return self.keys[layer][..., :end, :], self.values[layer][..., :end, :]
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Causal multi-head self-attention with RoPE on queries and keys.
+
+    Heads are split from one projection each for q, k and v (rows ordered by head). With grouped-query
+    attention (num_kv_heads < num_heads) each key/value head serves num_heads / num_kv_heads query heads.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        max_seq_len: int | None = None,
+        theta: float | None = None,
+        num_kv_heads: int | None = None,
+        impl: str = "reference",
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads or num_heads
+        self.d_head = d_model // num_heads
+        self.impl = impl
+        self.q_proj = Linear(d_model, num_heads * self.d_head, device=device, dtype=dtype)
+        self.k_proj = Linear(d_model, self.num_kv_heads * self.d_head, device=device, dtype=dtype)
+        self.v_proj = Linear(d_model, self.num_kv_heads * self.d_head, device=device, dtype=dtype)
+        self.output_proj = Linear(num_heads * self.d_head, d_model, device=device, dtype=dtype)
+        self.rope = None
+        if theta is not None:
+            if max_seq_len is None:
+                raise ValueError("RoPE needs max_seq_len")
+            self.rope = RotaryPositionalEmbedding(theta, self.d_head, max_seq_len, device=device)
+        self._kernel = _load_kernel(impl) if impl in _KERNELS else None
+
+    def forward(
+        self,
+        x: Float[Tensor, "... seq d_model"],
+        token_positions: Int[Tensor, "... seq"] | None = None,
+        kv_cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> Float[Tensor, "... seq d_model"]:
+        seq = x.shape[-2]
+        offset = kv_cache.length if kv_cache is not None else 0
+        q = rearrange(self.q_proj(x), "... seq (heads d) -> ... heads seq d", heads=self.num_heads)
+        k = rearrange(self.k_proj(x), "... seq (heads d) -> ... heads seq d", heads=self.num_kv_heads)
+        v = rearrange(self.v_proj(x), "... seq (heads d) -> ... heads seq d", heads=self.num_kv_heads)
+        if self.rope is not None:
+            if token_positions is None:
+                token_positions = torch.arange(offset, offset + seq, device=x.device)
+            positions = token_positions.unsqueeze(-2)  # broadcast over the heads axis
+            q, k = self.rope(q, positions), self.rope(k, positions)
+        if kv_cache is not None:
+            k, v = kv_cache.update(layer, k, v)
+        if self.num_kv_heads != self.num_heads:  # GQA: repeat each kv head for its group of query heads
+            group = self.num_heads // self.num_kv_heads
+            k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)
+        out = self._attend(q, k, v)  # (..., heads, seq, d_head)
+        return self.output_proj(rearrange(out, "... heads seq d -> ... seq (heads d)"))
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        num_queries, num_keys = q.shape[-2], k.shape[-2]
+        aligned = num_queries == num_keys  # no cached prefix: the plain causal triangle
+        if self._kernel is not None and aligned:
+            return self._kernel.apply(q, k, v, True)
+        if self.impl == "sdpa" or (self._kernel is not None and not aligned):
+            if aligned:
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=causal_mask(num_queries, num_keys, q.device)
+            )
+        return scaled_dot_product_attention(q, k, v, causal_mask(num_queries, num_keys, q.device))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm: z = x + attn(ln1(x)); y = z + ffn(ln2(z)).  Post-norm: z = ln1(x + attn(x)); y = ln2(z + ffn(z))."""
+
+    def __init__(self, config: ModelConfig, device=None, dtype=None):
+        super().__init__()
+        self.post_norm = config.norm_position == "post"
+        self.ln1 = make_norm(config, device=device, dtype=dtype)
+        self.attn = MultiHeadSelfAttention(
+            config.d_model,
+            config.num_heads,
+            max_seq_len=config.context_length,
+            theta=config.rope_theta if config.positions == "rope" else None,
+            num_kv_heads=config.kv_heads,
+            impl=config.resolved_attention_impl,
+            device=device,
+            dtype=dtype,
+        )
+        self.ln2 = make_norm(config, device=device, dtype=dtype)
+        if config.ffn == "swiglu":
+            self.ffn = SwiGLU(config.d_model, config.ffn_dim, device=device, dtype=dtype)
+        else:
+            self.ffn = FeedForward(config.d_model, config.ffn_dim, config.ffn, device=device, dtype=dtype)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: Float[Tensor, "batch seq d_model"],
+        token_positions: Int[Tensor, "... seq"] | None = None,
+        kv_cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> Float[Tensor, "batch seq d_model"]:
+        if self.post_norm:
+            z = self.ln1(x + self.dropout(self.attn(x, token_positions, kv_cache, layer)))
+            return self.ln2(z + self.dropout(self.ffn(z)))
+        z = x + self.dropout(self.attn(self.ln1(x), token_positions, kv_cache, layer))
+        return z + self.dropout(self.ffn(self.ln2(z)))
+
+
+def make_norm(config: ModelConfig, device=None, dtype=None) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return RMSNorm(
+            config.d_model, config.norm_eps, device=device, dtype=dtype, impl=config.resolved_norm_impl
+        )
+    if config.norm == "layernorm":
+        return LayerNorm(config.d_model, config.norm_eps, device=device, dtype=dtype)
+    return nn.Identity()
+
+
+class TransformerLM(nn.Module):
+    """token ids -> logits. Build from a config or from the course's keyword arguments::
+
+    model = TransformerLM(ModelConfig(vocab_size=10_000, d_model=512, ...))
+    model = TransformerLM(vocab_size=10_000, context_length=256, d_model=512, num_layers=4,
+                          num_heads=16, d_ff=1344, rope_theta=10_000.0)
+    """
+
+    def __init__(self, config: ModelConfig | None = None, /, *, device=None, dtype=None, **kwargs):
+        super().__init__()
+        if config is None:
+            config = ModelConfig(**kwargs)
+        elif kwargs:
+            raise TypeError("pass either a ModelConfig or keyword arguments, not both")
+        self.config = config
+        self.token_embeddings = Embedding(config.vocab_size, config.d_model, device=device, dtype=dtype)
+        self.position_embeddings = None
+        if config.positions == "learned":
+            self.position_embeddings = Embedding(
+                config.context_length, config.d_model, device=device, dtype=dtype
+            )
+        self.layers = nn.ModuleList(
+            TransformerBlock(config, device=device, dtype=dtype) for _ in range(config.num_layers)
+        )
+        # Post-norm blocks already end in a norm, so a final norm would be redundant.
+        self.ln_final = (
+            make_norm(config, device=device, dtype=dtype) if config.norm_position == "pre" else nn.Identity()
+        )
+        self.lm_head = Linear(config.d_model, config.vocab_size, device=device, dtype=dtype)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.token_embeddings.weight
+        self.dropout = nn.Dropout(config.dropout)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, device=None, dtype=None) -> TransformerLM:
+        return cls(config, device=device, dtype=dtype)
+
+    def forward(
+        self,
+        token_ids: Int[Tensor, "batch seq"],
+        token_positions: Int[Tensor, "batch seq"] | None = None,
+        kv_cache: KVCache | None = None,
+    ) -> Float[Tensor, "batch seq vocab"]:
+        seq = token_ids.shape[-1]
+        offset = kv_cache.length if kv_cache is not None else 0
+        if offset + seq > self.config.context_length:
+            raise ValueError(
+                f"sequence of {offset + seq} tokens exceeds context_length {self.config.context_length}"
+            )
+        x = self.token_embeddings(token_ids)  # (batch, seq, d_model)
+        if self.position_embeddings is not None:
+            if token_positions is None:
+                token_positions = torch.arange(offset, offset + seq, device=token_ids.device)
+            x = x + self.position_embeddings(token_positions)
+        x = self.dropout(x)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, token_positions, kv_cache, i)
+        if kv_cache is not None:
+            kv_cache.length += seq
+        return self.lm_head(self.ln_final(x))  # (batch, seq, vocab)
+
+    def new_kv_cache(self, max_seq_len: int | None = None) -> KVCache:
+        return KVCache(self.config.num_layers, max_seq_len or self.config.context_length)
+
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """Count of the actual parameters (tied weights once); see ModelConfig.num_parameters."""
+        params = {id(p): p for p in self.parameters()}
+        if non_embedding:
+            for module in (self.token_embeddings, self.position_embeddings, self.lm_head):
+                if module is not None:
+                    params.pop(id(module.weight), None)
+        return sum(p.numel() for p in params.values())
