@@ -8,6 +8,92 @@ from __future__ import annotations
 
 
 # ---- primitives: reading, extraction, language id, pii, harmful, gopher, quality (issue 6) ----
+def iter_warc_records(path, record_types=("response", "conversion")):
+    """Good records of a WARC/WET file (gzip or not): objects with .url, .record_type,
+    .headers (dict), .payload (bytes: HTTP body or WET text), .record_id."""
+    from data.warc import iter_warc_records as impl
+
+    return impl(path, record_types=record_types)
+
+
+def run_read_warc(path, record_types=("response", "conversion")):
+    """``(list of good records, number of skipped malformed/truncated regions)``."""
+    from data.warc import read_warc
+
+    records, stats = read_warc(path, record_types=record_types)
+    records = list(records)
+    return records, stats.skipped
+
+
+def run_extract_text_from_html_bytes(html_bytes):
+    from data.extract import extract_text_from_html_bytes
+
+    return extract_text_from_html_bytes(html_bytes)
+
+
+def run_identify_language(text):
+    from data.language import identify_language
+
+    return identify_language(text)
+
+
+def run_mask_emails(text):
+    from data.pii import mask_emails
+
+    return mask_emails(text)
+
+
+def run_mask_phone_numbers(text):
+    from data.pii import mask_phone_numbers
+
+    return mask_phone_numbers(text)
+
+
+def run_mask_ips(text):
+    from data.pii import mask_ips
+
+    return mask_ips(text)
+
+
+def run_classify_nsfw(text):
+    from data.harmful import classify_nsfw
+
+    return classify_nsfw(text)
+
+
+def run_classify_toxic_speech(text):
+    from data.harmful import classify_toxic_speech
+
+    return classify_toxic_speech(text)
+
+
+def run_gopher_quality_filter(text):
+    from data.gopher import gopher_quality_filter
+
+    return gopher_quality_filter(text)
+
+
+def run_gopher_quality_reason(text):
+    """None when the text passes, else a short reason string."""
+    from data.gopher import gopher_quality_reason
+
+    return gopher_quality_reason(text)
+
+
+def run_classify_quality(text, model=None):
+    """``("wiki" | "cc", score)``; ``model`` None means the shipped default model."""
+    from data.quality import classify_quality
+
+    return classify_quality(text, model=model)
+
+
+def run_train_quality_classifier(positives, negatives, seed=0):
+    """A quality model trained on lists of positive ("wiki") and negative ("cc") texts."""
+    from data.quality import train_quality_classifier
+
+    return train_quality_classifier(positives, negatives, seed=seed)
+
+
 # (end of section: primitives: reading, extraction, language id, pii, harmful, gopher, quality)
 
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WARC_DATE = "2024-01-01T00:00:00Z"
+HTTP_RESPONSE = "application/http; msgtype=response"
 MALFORMED_KINDS = ("bad_version", "bad_length", "no_length", "garbage", "short_block")
 
 
@@ -134,22 +135,22 @@ def http_response(page: Page, *, charset_in_header: bool = True) -> bytes:
 def malformed_record(kind: str, index: int) -> bytes:
     """A broken record of the given ``kind`` (see the module docstring)."""
     url = f"http://malformed.example/{index}"
-    body = f"<html><body><p>broken record {index}</p></body></html>".encode()
+    body = http_response(Page(url, f"<html><body><p>broken record {index}</p></body></html>".encode()))
     if kind == "bad_version":
-        return warc_record("response", body, url=url, content_type="text/html").replace(
+        return warc_record("response", body, url=url, content_type=HTTP_RESPONSE).replace(
             b"WARC/1.0", b"WORC/9.9", 1
         )
     if kind == "bad_length":
-        good = warc_record("response", body, url=url, content_type="text/html")
+        good = warc_record("response", body, url=url, content_type=HTTP_RESPONSE)
         return good.replace(f"Content-Length: {len(body)}".encode(), b"Content-Length: twelve", 1)
     if kind == "no_length":
-        good = warc_record("response", body, url=url, content_type="text/html")
+        good = warc_record("response", body, url=url, content_type=HTTP_RESPONSE)
         return good.replace(f"Content-Length: {len(body)}\r\n".encode(), b"", 1)
     if kind == "garbage":
         rng = random.Random(index)
         return bytes(rng.randrange(256) for _ in range(300)) + b"\r\n\r\n"
     if kind == "short_block":
-        good = warc_record("response", body, url=url, content_type="text/html")
+        good = warc_record("response", body, url=url, content_type=HTTP_RESPONSE)
         return good.replace(
             f"Content-Length: {len(body)}".encode(), f"Content-Length: {len(body) + 10_000}".encode(), 1
         )
@@ -225,11 +226,7 @@ def write_warc(
             )
         rid = record_id(f"response:{i}:{page.url}")
         block = http_response(page, charset_in_header=charset_in_header)
-        records.append(
-            warc_record(
-                "response", block, url=page.url, rid=rid, content_type="application/http; msgtype=response"
-            )
-        )
+        records.append(warc_record("response", block, url=page.url, rid=rid, content_type=HTTP_RESPONSE))
         urls.append(page.url)
         payloads.append(page.body)
         rids.append(rid)
