@@ -1,0 +1,160 @@
+"""Graders for RMSNorm: hand-written PyTorch backward and the Triton kernels (issue 4, section 1).
+
+Every implementation is compared with a plain fp64 RMSNorm differentiated by autograd (written here,
+independent of the code under test) and with torch's own ``F.rms_norm``. On a machine without a GPU the
+Triton kernels run through the Triton interpreter (tests/systems/conftest.py sets TRITON_INTERPRET=1).
+
+Tolerances: fp32 inputs must match the fp64 reference to 1e-5 (a few fp32 ulps of values of size ~1);
+bf16 inputs are compared with the fp64 reference *on the same bf16 values*, and may differ by
+rtol = atol = 2e-2 (the output is rounded to bf16, whose spacing is 2**-8 relative, ~4e-3).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-5
+SHAPES = [(10, 20, 50), (3, 7), (2, 5, 1000), (1, 1)]
+TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}
+
+
+def reference_rmsnorm(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """y = x / sqrt(mean(x^2) + eps) * g, in fp64 (the oracle)."""
+    x64, g64 = x.double(), g.double()
+    return x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + EPS) * g64
+
+
+def reference_grads(x, g, dy):
+    """(y, dL/dx, dL/dg) of the reference, by autograd in fp64, for loss = sum(y * dy)."""
+    x64 = x.detach().double().requires_grad_()
+    g64 = g.detach().double().requires_grad_()
+    y = reference_rmsnorm(x64, g64)
+    y.backward(dy.double())
+    return y.detach(), x64.grad, g64.grad
+
+
+def make_inputs(shape, dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen).to(dtype)
+    g = (1 + 0.5 * torch.randn(shape[-1], generator=gen)).to(dtype)
+    dy = torch.randn(shape, generator=gen).to(dtype)
+    return x, g, dy
+
+
+def assert_close(actual, expected, dtype):
+    assert actual.shape == expected.shape
+    torch.testing.assert_close(actual.double(), expected.double(), **TOL[dtype])
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_reference_matches_torch_rms_norm(shape):
+    # Sanity check of the oracle itself against torch's built-in.
+    x, g, _ = make_inputs(shape, torch.float32)
+    expected = F.rms_norm(x.double(), (shape[-1],), g.double(), eps=EPS)
+    torch.testing.assert_close(reference_rmsnorm(x, g), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_backward_g_pytorch(adapters, shape, dtype):
+    x, g, dy = make_inputs(shape, dtype)
+    _, _, grad_g = reference_grads(x, g, dy)
+    actual = adapters.rmsnorm_backward_g_pytorch(dy, x, g)
+    assert actual.shape == (shape[-1],)
+    # grad_g sums over all rows, so its size grows like sqrt(rows): scale the absolute tolerance.
+    scale = max(1.0, grad_g.abs().max().item())
+    torch.testing.assert_close(
+        actual.double(), grad_g, rtol=TOL[dtype]["rtol"], atol=TOL[dtype]["atol"] * scale
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_backward_x_pytorch(adapters, shape, dtype):
+    x, g, dy = make_inputs(shape, dtype)
+    _, grad_x, _ = reference_grads(x, g, dy)
+    assert_close(adapters.rmsnorm_backward_x_pytorch(dy, x, g), grad_x, dtype)
+
+
+def run_function(function, x, g, dy):
+    x = x.clone().requires_grad_()
+    g = g.clone().requires_grad_()
+    y = function.apply(x, g)
+    y.backward(dy)
+    return y, x.grad, g.grad
+
+
+def check_function(function, shape, dtype):
+    x, g, dy = make_inputs(shape, dtype)
+    y_ref, grad_x_ref, grad_g_ref = reference_grads(x, g, dy)
+    y, grad_x, grad_g = run_function(function, x, g, dy)
+    assert y.dtype == dtype and grad_x.dtype == dtype and grad_g.dtype == dtype
+    assert_close(y, y_ref, dtype)
+    assert_close(grad_x, grad_x_ref, dtype)
+    scale = max(1.0, grad_g_ref.abs().max().item())
+    torch.testing.assert_close(
+        grad_g.double(), grad_g_ref, rtol=TOL[dtype]["rtol"], atol=TOL[dtype]["atol"] * scale
+    )
+    # The peer: torch's own RMSNorm on the same inputs.
+    peer = F.rms_norm(x.float(), (shape[-1],), g.float(), eps=EPS)
+    assert_close(y, peer, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_autograd_function_pytorch(adapters, shape, dtype):
+    check_function(adapters.get_rmsnorm_autograd_function_pytorch(), shape, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_autograd_function_triton(adapters, shape, dtype):
+    check_function(adapters.get_rmsnorm_autograd_function_triton(), shape, dtype)
+
+
+@pytest.mark.parametrize("get_function", ["pytorch", "triton"])
+def test_non_contiguous_input_and_many_rows(adapters, get_function):
+    # A transposed (non-contiguous) input with more rows than the backward kernel has programs.
+    function = getattr(adapters, f"get_rmsnorm_autograd_function_{get_function}")()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(33, 4, 9, generator=gen).transpose(0, 2)  # (9, 4, 33), hidden 33 not a power of 2
+    g = torch.randn(33, generator=gen)
+    dy = torch.randn(9, 4, 33, generator=gen)
+    y_ref, grad_x_ref, grad_g_ref = reference_grads(x, g, dy)
+    y, grad_x, grad_g = run_function(function, x, g, dy)
+    assert_close(y, y_ref, torch.float32)
+    assert_close(grad_x, grad_x_ref, torch.float32)
+    torch.testing.assert_close(grad_g.double(), grad_g_ref, rtol=1e-5, atol=1e-4)
+
+
+def test_gradcheck_fp64_pytorch(adapters):
+    # Finite differences agree with the hand-written backward (fp64 throughout, tiny shape).
+    function = adapters.get_rmsnorm_autograd_function_pytorch()
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(5, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(function.apply, (x, g), eps=1e-6, atol=1e-5)
+
+
+def test_mismatched_gain_raises():
+    from systems.rmsnorm import RMSNormAutogradPyTorch
+
+    with pytest.raises(ValueError, match="gain"):
+        RMSNormAutogradPyTorch.apply(torch.randn(2, 4), torch.randn(5))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_on_cuda_large(adapters, dtype):
+    # Native (compiled) kernels at a course-sized hidden dimension.
+    x, g, dy = (t.cuda() for t in make_inputs((4096, 4096), dtype))
+    y_ref, grad_x_ref, grad_g_ref = reference_grads(x, g, dy)
+    y, grad_x, grad_g = run_function(adapters.get_rmsnorm_autograd_function_triton(), x, g, dy)
+    assert_close(y, y_ref, dtype)
+    assert_close(grad_x, grad_x_ref, dtype)
+    scale = max(1.0, grad_g_ref.abs().max().item())
+    torch.testing.assert_close(
+        grad_g.double(), grad_g_ref, rtol=TOL[dtype]["rtol"], atol=TOL[dtype]["atol"] * scale
+    )
