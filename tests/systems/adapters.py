@@ -54,4 +54,59 @@ def get_flashattention_autograd_function_triton() -> type:
 
 
 # ---- distributed: ddp and sharded optimizer (issue 4) ----
+def get_ddp_naive(module):
+    """Wrap `module` for naive DDP (blocking all-reduce of every gradient after backward)."""
+    from systems.ddp import DDPNaive
+
+    return DDPNaive(module)
+
+
+def ddp_naive_on_after_backward(ddp_model, optimizer):
+    """After loss.backward(), before optimizer.step(): average the gradients over the ranks."""
+    ddp_model.finish_gradient_synchronization()
+
+
+def get_ddp_individual_parameters(module):
+    """Wrap `module` for DDP with one async all-reduce per parameter, launched during backward."""
+    from systems.ddp import DDPIndividualParameters
+
+    return DDPIndividualParameters(module)
+
+
+def ddp_individual_parameters_on_after_backward(ddp_model, optimizer):
+    """After loss.backward(), before optimizer.step(): wait for the all-reduces and average."""
+    ddp_model.finish_gradient_synchronization()
+
+
+def get_ddp_bucketed(module, bucket_size_mb):
+    """Wrap `module` for DDP with gradients all-reduced in buckets of about `bucket_size_mb` MiB."""
+    from systems.ddp import DDPBucketed
+
+    return DDPBucketed(module, bucket_size_mb)
+
+
+def ddp_bucketed_on_after_backward(ddp_model, optimizer):
+    """After loss.backward(), before optimizer.step(): wait for the bucket all-reduces and average."""
+    ddp_model.finish_gradient_synchronization()
+
+
+def ddp_bucketed_on_train_batch_start(ddp_model, optimizer):
+    """Before each step's forward pass: reset per-step bucket bookkeeping."""
+    ddp_model.on_train_batch_start()
+
+
+def get_sharded_optimizer(params, optimizer_cls, **kwargs):
+    """An optimizer that keeps `optimizer_cls(**kwargs)` state only for this rank's share of `params`."""
+    from systems.sharded_optimizer import ShardedOptimizer
+
+    return ShardedOptimizer(params, optimizer_cls, **kwargs)
+
+
+def get_optimizer_state_bytes(optimizer):
+    """Bytes of optimizer-state tensors this rank holds (for a sharded optimizer: its shard only)."""
+    from systems.sharded_optimizer import optimizer_state_bytes
+
+    return optimizer_state_bytes(optimizer)
+
+
 # (end of section: distributed: ddp and sharded optimizer)

@@ -1,0 +1,113 @@
+"""Test helpers for the distributed graders: spawn gloo ranks on the CPU, a toy model, toy data.
+
+``run_on_ranks(fn, world_size, *args)`` starts ``world_size`` processes with
+``torch.multiprocessing.spawn``; each joins a gloo process group and returns ``fn(rank, world_size,
+*args)``, which comes back to the test as a list indexed by rank. The rendezvous store lives in the
+test process and listens on a port the OS picks (port 0), so there is no race for a "free port" and
+any number of these runs can go on in parallel (pytest-xdist). ``fn`` must be a module-level function
+(spawn pickles it by name) and its result must be ``torch.save``-able.
+
+Nothing here touches the implementation under test: workers reach it through an adapters module
+whose *name* they are given (the ``adapters`` fixture's ``__name__``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from torch import nn
+
+TIMEOUT = datetime.timedelta(seconds=120)
+
+
+def _entry(rank: int, world_size: int, port: int, out_dir: str, fn: Callable, args: tuple) -> None:
+    torch.set_num_threads(1)  # 2 ranks on a shared 2-core machine
+    store = dist.TCPStore("127.0.0.1", port, world_size + 1, is_master=False, timeout=TIMEOUT)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size, timeout=TIMEOUT)
+    try:
+        result = fn(rank, world_size, *args)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+def run_on_ranks(fn: Callable[..., Any], world_size: int = 2, *args: Any) -> list[Any]:
+    """Run ``fn(rank, world_size, *args)`` on ``world_size`` gloo ranks; return results by rank."""
+    # The test process hosts the store on an OS-chosen port; the ranks connect as clients.
+    store = dist.TCPStore(
+        "127.0.0.1", 0, world_size + 1, is_master=True, timeout=TIMEOUT, wait_for_workers=False
+    )
+    with tempfile.TemporaryDirectory() as out_dir:
+        mp.spawn(_entry, args=(world_size, store.port, out_dir, fn, args), nprocs=world_size, join=True)
+        return [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
+
+
+def load_adapters(name: str) -> ModuleType:
+    return importlib.import_module(name)
+
+
+# ---- toy model: tied embedding/output weights, a frozen layer, a buffer ----
+
+VOCAB, D_MODEL, D_HIDDEN = 32, 16, 32
+
+
+class ToyTiedModel(nn.Module):
+    """Tiny LM-shaped model with everything DDP must handle: a weight shared by two layers (counted
+    once), a frozen layer (broadcast but never reduced) and a buffer (broadcast)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, D_MODEL)
+        self.frozen = nn.Linear(D_MODEL, D_MODEL)
+        self.frozen.requires_grad_(False)
+        self.norm = nn.LayerNorm(D_MODEL)
+        self.fc1 = nn.Linear(D_MODEL, D_HIDDEN)
+        self.fc2 = nn.Linear(D_HIDDEN, D_MODEL)
+        self.lm_head = nn.Linear(D_MODEL, VOCAB, bias=False)
+        self.lm_head.weight = self.embed.weight  # tied
+        self.register_buffer("scale", 1.0 + 0.1 * torch.randn(D_MODEL))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)  # (batch, seq, d_model)
+        x = x + torch.tanh(self.frozen(x))
+        x = x + self.fc2(F.gelu(self.fc1(self.norm(x)))) * self.scale
+        return self.lm_head(x)  # (batch, seq, vocab)
+
+
+def make_model(seed: int) -> ToyTiedModel:
+    torch.manual_seed(seed)
+    return ToyTiedModel()
+
+
+def global_batch(step: int, batch_size: int = 8, seq: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole step's batch: inputs and next-token targets, the same on every rank."""
+    generator = torch.Generator().manual_seed(1000 + step)
+    tokens = torch.randint(0, VOCAB, (batch_size, seq + 1), generator=generator)
+    return tokens[:, :-1], tokens[:, 1:]
+
+
+def rank_slice(tensor: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """This rank's contiguous share of the global batch (ranks see different data)."""
+    share = tensor.shape[0] // world_size
+    return tensor[rank * share : (rank + 1) * share]
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def full_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters (trainable and frozen) and buffers, detached copies, by name."""
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}

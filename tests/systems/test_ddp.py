@@ -1,0 +1,230 @@
+"""Graders for data-parallel training (issue 4, section 3): naive, overlapped and bucketed DDP.
+
+One spawned run of 2 gloo ranks (spawning costs seconds, so every variant runs in it) trains the toy
+model (tied weights, a frozen layer, a buffer) for a few SGD steps, each rank on its own half of every
+global batch. The test process then trains the same model alone on the whole batches and compares:
+
+* construction broadcasts rank 0's parameters (frozen ones too) and buffers: exact;
+* after N steps the parameters equal the single-process run: atol 1e-6, rtol 1e-5 (the averaged
+  gradient is a different float summation order than the mean over the whole batch), and the two
+  ranks are bit-identical to each other;
+* gradients are averaged, not summed (checked on step 0's gradients, same tolerance);
+* frozen parameters get no gradient and do not move;
+* communication: a tied weight is reduced once; naive reduces after backward, the overlapped
+  variants launch all their all-reduces during backward; bucketing sends one all-reduce per bucket
+  (one per parameter for a tiny bucket, one in all for a huge one).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from tests.conftest import load_adapters
+from tests.systems import dist_utils as du
+
+STEPS = 3
+LR = 0.1
+# (name, bucket size in MiB or None). 1e-5 MiB is 10 bytes: smaller than any parameter.
+VARIANTS = [
+    ("naive", None),
+    ("individual", None),
+    ("bucketed", 1e-5),
+    ("bucketed", 0.002),
+    ("bucketed", 0.004),
+    ("bucketed", 100.0),
+]
+
+
+def _variant_id(variant: tuple[str, float | None]) -> str:
+    name, size = variant
+    return name if size is None else f"{name}-{size}MiB"
+
+
+def _wrap(adapters, name, bucket_mb, model):
+    if name == "naive":
+        return adapters.get_ddp_naive(model)
+    if name == "individual":
+        return adapters.get_ddp_individual_parameters(model)
+    return adapters.get_ddp_bucketed(model, bucket_mb)
+
+
+def _after_backward(adapters, name, ddp, optimizer):
+    if name == "naive":
+        adapters.ddp_naive_on_after_backward(ddp, optimizer)
+    elif name == "individual":
+        adapters.ddp_individual_parameters_on_after_backward(ddp, optimizer)
+    else:
+        adapters.ddp_bucketed_on_after_backward(ddp, optimizer)
+
+
+def _train_worker(rank: int, world_size: int, adapters_name: str) -> dict:
+    """Runs on each rank: every variant in turn, counting all-reduce calls."""
+    adapters = du.load_adapters(adapters_name)
+    calls = [0]
+    real_all_reduce = dist.all_reduce
+
+    def counting_all_reduce(*args, **kwargs):
+        calls[0] += 1
+        return real_all_reduce(*args, **kwargs)
+
+    dist.all_reduce = counting_all_reduce
+    results = {}
+    for name, bucket_mb in VARIANTS:
+        model = du.make_model(seed=100 + rank)  # different on each rank: construction must fix that
+        before = du.full_state(model)
+        ddp = _wrap(adapters, name, bucket_mb, model)
+        after_construction = du.full_state(model)
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        during_backward, per_step, grads0 = [], [], None
+        for step in range(STEPS):
+            if name == "bucketed":
+                adapters.ddp_bucketed_on_train_batch_start(ddp, optimizer)
+            inputs, targets = du.global_batch(step)
+            inputs, targets = (
+                du.rank_slice(inputs, rank, world_size),
+                du.rank_slice(targets, rank, world_size),
+            )
+            calls[0] = 0
+            loss = du.lm_loss(ddp(inputs), targets)
+            loss.backward()
+            during_backward.append(calls[0])
+            _after_backward(adapters, name, ddp, optimizer)
+            per_step.append(calls[0])
+            if step == 0:
+                grads0 = {
+                    n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()
+                }
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        results[_variant_id((name, bucket_mb))] = {
+            "before": before,
+            "after_construction": after_construction,
+            "final": du.full_state(model),
+            "grads0": grads0,
+            "during_backward": during_backward,
+            "per_step": per_step,
+        }
+    dist.all_reduce = real_all_reduce
+    return results
+
+
+def _reference() -> dict:
+    """Single process, whole batches, starting from rank 0's initialisation."""
+    model = du.make_model(seed=100)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    grads0 = None
+    for step in range(STEPS):
+        inputs, targets = du.global_batch(step)
+        du.lm_loss(model(inputs), targets).backward()
+        if step == 0:
+            grads0 = {n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()}
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return {"final": du.full_state(model), "grads0": grads0, "model": model}
+
+
+@pytest.fixture(scope="module")
+def spawned(request):
+    adapters = load_adapters(request.config, "systems")
+    return du.run_on_ranks(_train_worker, 2, adapters.__name__)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return _reference()
+
+
+def _trainable(model):
+    return [p for p in model.parameters() if p.requires_grad]  # tied weight listed once
+
+
+def _assert_states_close(actual, expected, what, atol=1e-6, rtol=1e-5):
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        torch.testing.assert_close(
+            actual[key], expected[key], atol=atol, rtol=rtol, msg=lambda m, key=key: f"{what} {key}: {m}"
+        )
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=_variant_id)
+def test_construction_broadcasts_rank0_parameters_and_buffers(spawned, variant):
+    key = _variant_id(variant)
+    rank0, rank1 = spawned[0][key], spawned[1][key]
+    # The ranks really started different (else the check below proves nothing) ...
+    assert not torch.equal(rank0["before"]["fc1.weight"], rank1["before"]["fc1.weight"])
+    assert not torch.equal(rank0["before"]["frozen.weight"], rank1["before"]["frozen.weight"])
+    assert not torch.equal(rank0["before"]["scale"], rank1["before"]["scale"])
+    # ... and after construction both hold rank 0's values, frozen weights and buffers included.
+    for name, value in rank0["before"].items():
+        assert torch.equal(rank0["after_construction"][name], value), f"rank 0 changed {name}"
+        assert torch.equal(rank1["after_construction"][name], value), f"rank 1 did not receive {name}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=_variant_id)
+def test_parameters_match_single_process_training(spawned, reference, variant):
+    key = _variant_id(variant)
+    rank0, rank1 = spawned[0][key], spawned[1][key]
+    for name in rank0["final"]:
+        assert torch.equal(rank0["final"][name], rank1["final"][name]), f"ranks diverged on {name}"
+    _assert_states_close(rank0["final"], reference["final"], f"{key} final")
+    # Sanity: training moved the trainable parameters, so the comparison is not vacuous.
+    assert not torch.equal(reference["final"]["fc1.weight"], du.make_model(seed=100).fc1.weight.detach())
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=_variant_id)
+def test_gradients_are_averaged_and_frozen_parameters_untouched(spawned, reference, variant):
+    key = _variant_id(variant)
+    for rank in (0, 1):
+        grads = spawned[rank][key]["grads0"]
+        assert grads["frozen.weight"] is None and grads["frozen.bias"] is None
+        for name, expected in reference["grads0"].items():
+            if expected is None:
+                continue
+            torch.testing.assert_close(
+                grads[name],
+                expected,
+                atol=1e-6,
+                rtol=1e-5,
+                msg=lambda m, rank=rank, name=name: f"rank {rank} grad {name}: {m}",
+            )
+        final, start = spawned[rank][key]["final"], spawned[0][key]["before"]
+        assert torch.equal(final["frozen.weight"], start["frozen.weight"])
+        assert torch.equal(final["scale"], start["scale"])
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=_variant_id)
+def test_all_reduce_calls(spawned, reference, variant):
+    key = _variant_id(variant)
+    name, bucket_mb = variant
+    params = _trainable(reference["model"])
+    num_params = len(params)  # 7: the tied embedding/lm_head weight counts once
+    assert num_params == 7
+    total_bytes = sum(p.numel() * p.element_size() for p in params)
+    for rank in (0, 1):
+        result = spawned[rank][key]
+        per_step, during = result["per_step"], result["during_backward"]
+        if name == "naive":
+            assert during == [0] * STEPS, "naive DDP communicates only after backward"
+            assert per_step == [num_params] * STEPS
+        elif name == "individual":
+            assert per_step == [num_params] * STEPS, "one all-reduce per parameter, tied weight once"
+            assert during == per_step, "all-reduces must be launched during backward (hooks)"
+        else:
+            bucket_bytes = bucket_mb * 1024 * 1024
+            smallest = min(p.numel() * p.element_size() for p in params)
+            if bucket_bytes < smallest:
+                expected = [num_params] * STEPS
+            elif bucket_bytes >= total_bytes:
+                expected = [1] * STEPS
+            else:
+                expected = None
+            if expected is not None:
+                assert per_step == expected
+            else:
+                low = math.ceil(total_bytes / bucket_bytes)
+                assert all(low <= n < num_params for n in per_step), per_step
+            assert during == per_step, "every bucket fills during backward and must be launched then"
