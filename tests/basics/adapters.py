@@ -6,7 +6,53 @@ a module with the same functions: `pytest tests/basics --adapters basics=student
 
 from __future__ import annotations
 
+
 # ---- tokenizer (issue 2) ----
+def run_train_bpe(input_path, vocab_size, special_tokens, **kwargs):
+    """(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]]). ``kwargs``: num_processes.
+    Ids: 0..255 the bytes, then one per merge in order, then the special tokens."""
+    from basics.tokenizer import train_bpe
+
+    return train_bpe(input_path, vocab_size, special_tokens, **kwargs)
+
+
+def get_tokenizer(vocab, merges, special_tokens=None):
+    """An object with encode(str) -> list[int], encode_iterable(iterable) -> iterator of ids,
+    decode(ids) -> str."""
+    from basics.tokenizer import Tokenizer
+
+    return Tokenizer(vocab, merges, special_tokens)
+
+
+def get_tokenizer_from_files(vocab_path, merges_path, special_tokens=None):
+    """A tokenizer loaded from GPT-2-format vocab.json and merges.txt."""
+    from basics.tokenizer import Tokenizer
+
+    return Tokenizer.from_files(vocab_path, merges_path, special_tokens)
+
+
+def save_tokenizer(tokenizer, directory):
+    """Write GPT-2-format files into ``directory``; return (vocab.json path, merges.txt path)."""
+    return tokenizer.save(directory)
+
+
+def tokenizer_to_tiktoken(tokenizer):
+    """A tiktoken.Encoding with the tokenizer's vocabulary (ids as ranks) and special tokens."""
+    return tokenizer.to_tiktoken()
+
+
+def run_encode_file(tokenizer, path, num_processes):
+    """Ids of the whole UTF-8 file ``path`` (a 1-D integer array or list)."""
+    return tokenizer.encode_file(path, num_processes=num_processes)
+
+
+def run_load_or_train_default_tokenizer(out_dir, vocab_size, corpus_path, special_tokens):
+    """Train on the text file ``corpus_path`` and save in ``out_dir``, or reuse what is saved."""
+    from basics.tokenizer import load_or_train_default_tokenizer
+
+    return load_or_train_default_tokenizer(out_dir, vocab_size, corpus_path, special_tokens)
+
+
 # (end of section: tokenizer)
 
 
