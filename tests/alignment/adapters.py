@@ -5,3 +5,158 @@ a module with the same functions: `pytest tests/alignment --adapters alignment=s
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+# ---- SFT (alignment/sft.py) ----
+
+
+def run_tokenize_prompt_and_output(prompt_strs, output_strs, tokenizer) -> dict:
+    from alignment.sft import tokenize_prompt_and_output
+
+    return tokenize_prompt_and_output(prompt_strs, output_strs, tokenizer)
+
+
+def run_compute_entropy(logits):
+    from alignment.sft import compute_entropy
+
+    return compute_entropy(logits)
+
+
+def run_get_response_log_probs(model, input_ids, labels, return_token_entropy: bool = False) -> dict:
+    from alignment.sft import get_response_log_probs
+
+    return get_response_log_probs(model, input_ids, labels, return_token_entropy)
+
+
+def run_masked_normalize(tensor, mask, dim=None, normalize_constant: float = 1.0):
+    from alignment.sft import masked_normalize
+
+    return masked_normalize(tensor, mask, dim, normalize_constant)
+
+
+def run_sft_microbatch_train_step(policy_log_probs, response_mask, gradient_accumulation_steps, normalize_constant=1.0):
+    from alignment.sft import sft_microbatch_train_step
+
+    return sft_microbatch_train_step(policy_log_probs, response_mask, gradient_accumulation_steps, normalize_constant)
+
+
+def get_packed_sft_dataset(tokenizer, examples, seq_length: int, shuffle: bool, template: str | None = None):
+    """examples: a JSONL path or a list of {"prompt", "response"} dicts."""
+    from alignment.sft import ALPACA_TEMPLATE, PackedSFTDataset
+
+    return PackedSFTDataset(tokenizer, examples, seq_length, shuffle, template or ALPACA_TEMPLATE)
+
+
+def run_iterate_batches(dataset, batch_size: int, shuffle: bool):
+    from alignment.sft import iterate_batches
+
+    return iterate_batches(dataset, batch_size, shuffle)
+
+
+def get_alpaca_template() -> str:
+    """The instruction template, with {prompt} and {response} fields."""
+    from alignment.sft import ALPACA_TEMPLATE
+
+    return ALPACA_TEMPLATE
+
+
+# ---- GRPO (alignment/grpo.py) ----
+
+
+def run_compute_group_normalized_rewards(
+    reward_fn, rollout_responses, repeated_ground_truths, group_size, advantage_eps, normalize_by_std
+):
+    from alignment.grpo import compute_group_normalized_rewards
+
+    return compute_group_normalized_rewards(
+        reward_fn, rollout_responses, repeated_ground_truths, group_size, advantage_eps, normalize_by_std
+    )
+
+
+def run_compute_naive_policy_gradient_loss(raw_rewards_or_advantages, policy_log_probs):
+    from alignment.grpo import compute_naive_policy_gradient_loss
+
+    return compute_naive_policy_gradient_loss(raw_rewards_or_advantages, policy_log_probs)
+
+
+def run_compute_grpo_clip_loss(advantages, policy_log_probs, old_log_probs, cliprange):
+    from alignment.grpo import compute_grpo_clip_loss
+
+    return compute_grpo_clip_loss(advantages, policy_log_probs, old_log_probs, cliprange)
+
+
+def run_compute_policy_gradient_loss(
+    policy_log_probs, loss_type, raw_rewards=None, advantages=None, old_log_probs=None, cliprange=None
+):
+    from alignment.grpo import compute_policy_gradient_loss
+
+    return compute_policy_gradient_loss(policy_log_probs, loss_type, raw_rewards, advantages, old_log_probs, cliprange)
+
+
+def run_masked_mean(tensor, mask, dim=None):
+    from alignment.grpo import masked_mean
+
+    return masked_mean(tensor, mask, dim)
+
+
+def run_grpo_microbatch_train_step(
+    policy_log_probs,
+    response_mask,
+    gradient_accumulation_steps,
+    loss_type,
+    raw_rewards=None,
+    advantages=None,
+    old_log_probs=None,
+    cliprange=None,
+):
+    from alignment.grpo import grpo_microbatch_train_step
+
+    return grpo_microbatch_train_step(
+        policy_log_probs,
+        response_mask,
+        gradient_accumulation_steps,
+        loss_type,
+        raw_rewards,
+        advantages,
+        old_log_probs,
+        cliprange,
+    )
+
+
+# ---- DPO (alignment/dpo.py) ----
+
+
+def run_per_instance_dpo_loss(lm, lm_ref, tokenizer, beta, prompt, response_chosen, response_rejected):
+    """Uses the Alpaca template (get_alpaca_template) and appends EOS to each response."""
+    from alignment.dpo import per_instance_dpo_loss
+
+    return per_instance_dpo_loss(lm, lm_ref, tokenizer, beta, prompt, response_chosen, response_rejected)
+
+
+def run_dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta) -> tuple[Any, dict]:
+    """Batched DPO on sequence log-probs -> (mean loss, {"reward_accuracy", "reward_margin", ...})."""
+    from alignment.dpo import dpo_loss
+
+    return dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+
+
+# ---- rewards (alignment/rewards.py) ----
+
+
+def run_r1_zero_reward_fn(response: str, ground_truth) -> dict[str, float]:
+    from alignment.rewards import r1_zero_reward_fn
+
+    return r1_zero_reward_fn(response, ground_truth)
+
+
+def run_parse_gsm8k_response(text: str) -> str | None:
+    from alignment.rewards import parse_gsm8k_response
+
+    return parse_gsm8k_response(text)
+
+
+def run_parse_mmlu_response(example: dict, text: str) -> str | None:
+    from alignment.rewards import parse_mmlu_response
+
+    return parse_mmlu_response(example, text)

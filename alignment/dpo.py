@@ -1,0 +1,180 @@
+"""Direct Preference Optimization (DPO): the per-instance loss, the batched loss on precomputed
+log-probabilities, and a training loop with cached reference log-probs.
+
+Follows Rafailov et al. 2023 and the course's alignment handout (DPO section). With sequence log-probs
+of the response given the prompt,
+
+    loss = -log sigmoid( beta * [ (log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x)) ] )
+
+and the *implicit rewards* r(y) = beta * (log pi(y|x) - log ref(y|x)); "reward accuracy" is the fraction of
+pairs with r(y_w) > r(y_l) and the "margin" is r(y_w) - r(y_l).
+
+Worked example: beta = 0.1 and log-ratio difference 2.0 give loss = -log sigmoid(0.2) = 0.5981.
+
+Simplification: the sequence log-prob covers the response tokens plus EOS (the prompt tokens would cancel
+in the difference anyway); the reference model stays in eval mode under ``torch.no_grad``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+from alignment.interop import eos_text, model_device
+from alignment.sft import ALPACA_TEMPLATE, get_response_log_probs, tokenize_prompt_and_output
+
+PLAIN_TEMPLATE = "{prompt}{response}"  # the prompt already holds its own template (e.g. R1-Zero)
+
+
+def sequence_log_probs(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    template: str = ALPACA_TEMPLATE,
+) -> Float[Tensor, " batch"]:
+    """Sum of log pi(response + EOS | templated prompt) for each pair, on the model's device."""
+    head = [template.format(prompt=p, response="") for p in prompts]
+    tails = [r + eos_text(tokenizer) for r in responses]
+    data = tokenize_prompt_and_output(head, tails, tokenizer)
+    device = model_device(model)
+    log_probs = get_response_log_probs(model, data["input_ids"].to(device), data["labels"].to(device))["log_probs"]
+    return (log_probs * data["response_mask"].to(device)).sum(dim=-1)
+
+
+def dpo_loss(
+    policy_chosen: Float[Tensor, " batch"],
+    policy_rejected: Float[Tensor, " batch"],
+    ref_chosen: Float[Tensor, " batch"],
+    ref_rejected: Float[Tensor, " batch"],
+    beta: float,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Mean DPO loss over a batch of sequence log-probs, with implicit-reward accuracy and margin."""
+    chosen_reward = beta * (policy_chosen - ref_chosen)
+    rejected_reward = beta * (policy_rejected - ref_rejected)
+    margin = chosen_reward - rejected_reward
+    loss = -F.logsigmoid(margin).mean()
+    metrics = {
+        "reward_accuracy": (margin > 0).float().mean().detach(),
+        "reward_margin": margin.mean().detach(),
+        "chosen_reward": chosen_reward.mean().detach(),
+        "rejected_reward": rejected_reward.mean().detach(),
+    }
+    return loss, metrics
+
+
+def per_instance_dpo_loss(
+    lm: Any,
+    lm_ref: Any,
+    tokenizer: Any,
+    beta: float,
+    prompt: str,
+    response_chosen: str,
+    response_rejected: str,
+    template: str = ALPACA_TEMPLATE,
+) -> Tensor:
+    """DPO loss of one preference pair; the reference model runs without gradients on its own device and
+    the result lives on the policy's device."""
+    prompts, responses = [prompt, prompt], [response_chosen, response_rejected]
+    policy = sequence_log_probs(lm, tokenizer, prompts, responses, template)
+    with torch.no_grad():
+        ref = sequence_log_probs(lm_ref, tokenizer, prompts, responses, template).to(policy.device)
+    loss, _ = dpo_loss(policy[:1], policy[1:], ref[:1], ref[1:], beta)
+    return loss
+
+
+@torch.no_grad()
+def preference_metrics(
+    model: Any,
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str, str]],
+    template: str = PLAIN_TEMPLATE,
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """How often the model itself prefers the chosen response: log pi(y_w|x) > log pi(y_l|x)."""
+    wins, gap = 0, 0.0
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        chosen = sequence_log_probs(model, tokenizer, [p for p, _, _ in chunk], [c for _, c, _ in chunk], template)
+        rejected = sequence_log_probs(model, tokenizer, [p for p, _, _ in chunk], [r for _, _, r in chunk], template)
+        wins += int((chosen > rejected).sum())
+        gap += float((chosen - rejected).sum())
+    return {"preference_accuracy": wins / len(pairs), "log_prob_gap": gap / len(pairs)}
+
+
+@dataclass(frozen=True)
+class DPOConfig:
+    steps: int = 100  # optimizer steps
+    batch_size: int = 16  # preference pairs per step
+    beta: float = 0.1  # DPO temperature
+    learning_rate: float = 1e-4  # constant learning rate after warmup
+    warmup_steps: int = 10  # linear warmup steps
+    max_grad_norm: float = 1.0  # gradient clipping threshold
+    alpaca_template: bool = False  # wrap prompts in the Alpaca template (else the prompt is used as is)
+    eval_every: int = 25  # steps between evaluation callbacks (0: never)
+    seed: int = 0  # sampling seed for batches
+
+
+def train_dpo(
+    policy: torch.nn.Module,
+    reference: Any,
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str, str]],
+    config: DPOConfig,
+    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+) -> Iterator[dict[str, float]]:
+    """Train ``policy`` on (prompt, chosen, rejected) triples; yields metrics per step.
+
+    Reference log-probs are computed once for every pair before training (the reference never changes).
+    """
+    from basics.nn_utils import clip_gradients
+    from basics.optim import AdamW
+
+    if not pairs:
+        raise ValueError("train_dpo needs at least one (prompt, chosen, rejected) triple")
+    template = ALPACA_TEMPLATE if config.alpaca_template else PLAIN_TEMPLATE
+    device = model_device(policy)
+    ref_chosen, ref_rejected = [], []
+    with torch.no_grad():
+        for start in range(0, len(pairs), 64):
+            chunk = pairs[start : start + 64]
+            prompts = [p for p, _, _ in chunk]
+            ref_chosen.append(sequence_log_probs(reference, tokenizer, prompts, [c for _, c, _ in chunk], template))
+            ref_rejected.append(
+                sequence_log_probs(reference, tokenizer, prompts, [r for _, _, r in chunk], template)
+            )
+    cached_chosen = torch.cat(ref_chosen).to(device)
+    cached_rejected = torch.cat(ref_rejected).to(device)
+
+    optimizer = AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    rng = random.Random(config.seed)
+    policy.train()
+    for step in range(1, config.steps + 1):
+        lr = config.learning_rate * min(1.0, step / max(1, config.warmup_steps))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        index = [rng.randrange(len(pairs)) for _ in range(config.batch_size)]
+        prompts = [pairs[i][0] for i in index]
+        chosen = sequence_log_probs(policy, tokenizer, prompts, [pairs[i][1] for i in index], template)
+        rejected = sequence_log_probs(policy, tokenizer, prompts, [pairs[i][2] for i in index], template)
+        loss, stats = dpo_loss(chosen, rejected, cached_chosen[index], cached_rejected[index], config.beta)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_gradients(policy.parameters(), config.max_grad_norm)
+        optimizer.step()
+        metrics = {"step": step, "loss": float(loss), "lr": lr, **{k: float(v) for k, v in stats.items()}}
+        if grad_norm is not None:
+            metrics["grad_norm"] = float(grad_norm)
+        if evaluate is not None and config.eval_every and (step % config.eval_every == 0 or step == config.steps):
+            policy.eval()
+            metrics.update(evaluate(policy))
+            policy.train()
+        yield metrics
+    policy.eval()

@@ -1,0 +1,98 @@
+"""A verifiable task a small model can learn on a CPU: multi-digit addition in the R1-Zero format.
+
+The course's RL experiments use MATH/GSM8K with a 1.5B model on GPUs; this task keeps the same shape
+(prompt ending in ``<think>``, reasoning, ``</think> <answer>...</answer>``, graded by
+``alignment.rewards.r1_zero_reward_fn``) at a size that trains in minutes on two cores::
+
+    prompt:   "User: 47+85\\nAssistant: <think>"
+    response: " 7+5=12, 4+8+1=13 </think> <answer>132</answer>"
+
+The reasoning adds the columns right to left, carrying into the next column. Simplification: the prompt
+is a short version of ``alignment.rewards.R1_ZERO_PROMPT`` (the long system text would dominate the
+sequence length of a byte-level model); pass ``template=R1_ZERO_PROMPT`` to use the full one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SHORT_R1_ZERO_PROMPT = "User: {question}\nAssistant: <think>"
+
+
+@dataclass(frozen=True)
+class Problem:
+    question: str  # "47+85"
+    answer: str  # "132"
+    prompt: str  # the question in the R1-Zero template, ending with "<think>"
+    solution: str  # a worked response in the R1-Zero format
+
+
+def worked_addition(a: int, b: int) -> str:
+    """Column-by-column reasoning for a + b: ``worked_addition(47, 85)`` ->
+    ``" 7+5=12, 4+8+1=13 </think> <answer>132</answer>"``."""
+    if a < 0 or b < 0:
+        raise ValueError(f"worked_addition takes non-negative numbers, got {a} and {b}")
+    xs, ys = str(a)[::-1], str(b)[::-1]
+    steps, carry = [], 0
+    for i in range(max(len(xs), len(ys))):
+        x, y = int(xs[i]) if i < len(xs) else 0, int(ys[i]) if i < len(ys) else 0
+        total = x + y + carry
+        steps.append(f"{x}+{y}+{carry}={total}" if carry else f"{x}+{y}={total}")
+        carry = total // 10
+    return f" {', '.join(steps)} </think> <answer>{a + b}</answer>"
+
+
+def make_addition_problems(
+    count: int, digits: int = 2, seed: int = 0, template: str = SHORT_R1_ZERO_PROMPT, exclude: set[str] | None = None
+) -> list[Problem]:
+    """``count`` distinct random problems with operands of exactly ``digits`` digits (``exclude``:
+    questions to leave out, e.g. a held-out set)."""
+    if digits < 1:
+        raise ValueError(f"digits must be >= 1, got {digits}")
+    low, high = 10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1
+    available = (high - low + 1) ** 2 - len(exclude or ())
+    if count > available:
+        raise ValueError(f"only {available} distinct {digits}-digit problems exist, asked for {count}")
+    rng = random.Random(seed)
+    seen = set(exclude or ())
+    problems = []
+    while len(problems) < count:
+        a, b = rng.randint(low, high), rng.randint(low, high)
+        question = f"{a}+{b}"
+        if question in seen:
+            continue
+        seen.add(question)
+        problems.append(Problem(question, str(a + b), template.format(question=question), worked_addition(a, b)))
+    return problems
+
+
+def wrong_solution(problem: Problem, rng: random.Random) -> str:
+    """A well-formatted response with a wrong final answer (a rejected response for DPO)."""
+    answer = int(problem.answer)
+    wrong = answer
+    while wrong == answer or wrong < 0:
+        wrong = answer + rng.choice([-10, -1, 1, 10, rng.randint(-99, 99)])
+    head = problem.solution.split("<answer>")[0]
+    return f"{head}<answer>{wrong}</answer>"
+
+
+def write_problems_jsonl(problems: list[Problem], path: str | Path) -> None:
+    """One ``{"question", "answer", "prompt", "response"}`` object per line."""
+    with Path(path).open("w") as f:
+        for p in problems:
+            f.write(json.dumps({"question": p.question, "answer": p.answer, "prompt": p.prompt, "response": p.solution}))
+            f.write("\n")
+
+
+def byte_tokenizer() -> Any:
+    """Our ``Tokenizer`` with the 256 byte tokens and no merges (a character-level tokenizer for ASCII)
+    plus ``<|endoftext|>`` as id 256."""
+    from basics.tokenizer import Tokenizer
+
+    vocab = {i: bytes([i]) for i in range(256)}
+    vocab[256] = b"<|endoftext|>"
+    return Tokenizer(vocab, [], ["<|endoftext|>"])
