@@ -98,4 +98,63 @@ def run_train_quality_classifier(positives, negatives, seed=0):
 
 
 # ---- dedup and pipeline (issue 6) ----
+def run_exact_line_deduplication(input_files, output_directory):
+    """Write each input file to ``output_directory`` (same name) without the lines that occur
+    more than once anywhere in the inputs."""
+    from data.dedup import exact_line_deduplication
+
+    return exact_line_deduplication(input_files, output_directory)
+
+
+def run_minhash_deduplication(
+    input_files, num_hashes, num_bands, ngrams, jaccard_threshold, output_directory
+):
+    """Copy the input files to ``output_directory`` (same names), keeping one file per cluster of
+    near-duplicates (verified Jaccard of word n-grams >= ``jaccard_threshold``)."""
+    from data.minhash import minhash_deduplication
+
+    return minhash_deduplication(
+        input_files, num_hashes, num_bands, ngrams, jaccard_threshold, output_directory
+    )
+
+
+def run_normalize_text(text):
+    """Lowercase, NFD, accents and punctuation removed, whitespace collapsed to single spaces."""
+    from data.minhash import normalize_text
+
+    return normalize_text(text)
+
+
+def run_minhash_signatures(texts, num_hashes, ngrams, seed=0):
+    """``(len(texts), num_hashes)`` integer array: the MinHash signature of each text's word
+    n-grams (after normalisation), computed by the fast (vectorised) path."""
+    from data.minhash import make_permutations, minhash_signatures, normalize_text, shingle_hashes
+
+    a, b = make_permutations(num_hashes, seed)
+    return minhash_signatures([shingle_hashes(normalize_text(t), ngrams) for t in texts], a, b)
+
+
+def run_minhash_signature_reference(text, num_hashes, ngrams, seed=0):
+    """The same signature as ``run_minhash_signatures`` for one text, from the plain per-shingle
+    Python reference (string shingles, one hash at a time)."""
+    from data.minhash import (
+        make_permutations,
+        minhash_signature_reference,
+        normalize_text,
+        shingles,
+        string_hash,
+    )
+
+    a, b = make_permutations(num_hashes, seed)
+    hashes = [string_hash(s) for s in shingles(normalize_text(text), ngrams)]
+    return minhash_signature_reference(hashes, a.tolist(), b.tolist())
+
+
+def run_lsh_candidate_pairs(signatures, num_bands):
+    """Sorted pairs ``(i, j)``, i < j, of rows of ``signatures`` equal on all rows of some band."""
+    from data.minhash import lsh_candidate_pairs
+
+    return [tuple(map(int, pair)) for pair in lsh_candidate_pairs(signatures, num_bands)]
+
+
 # (end of section: dedup and pipeline)
