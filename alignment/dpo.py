@@ -45,7 +45,9 @@ def sequence_log_probs(
     tails = [r + eos_text(tokenizer) for r in responses]
     data = tokenize_prompt_and_output(head, tails, tokenizer)
     device = model_device(model)
-    log_probs = get_response_log_probs(model, data["input_ids"].to(device), data["labels"].to(device))["log_probs"]
+    log_probs = get_response_log_probs(model, data["input_ids"].to(device), data["labels"].to(device))[
+        "log_probs"
+    ]
     return (log_probs * data["response_mask"].to(device)).sum(dim=-1)
 
 
@@ -102,8 +104,12 @@ def preference_metrics(
     wins, gap = 0, 0.0
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
-        chosen = sequence_log_probs(model, tokenizer, [p for p, _, _ in chunk], [c for _, c, _ in chunk], template)
-        rejected = sequence_log_probs(model, tokenizer, [p for p, _, _ in chunk], [r for _, _, r in chunk], template)
+        chosen = sequence_log_probs(
+            model, tokenizer, [p for p, _, _ in chunk], [c for _, c, _ in chunk], template
+        )
+        rejected = sequence_log_probs(
+            model, tokenizer, [p for p, _, _ in chunk], [r for _, _, r in chunk], template
+        )
         wins += int((chosen > rejected).sum())
         gap += float((chosen - rejected).sum())
     return {"preference_accuracy": wins / len(pairs), "log_prob_gap": gap / len(pairs)}
@@ -146,7 +152,9 @@ def train_dpo(
         for start in range(0, len(pairs), 64):
             chunk = pairs[start : start + 64]
             prompts = [p for p, _, _ in chunk]
-            ref_chosen.append(sequence_log_probs(reference, tokenizer, prompts, [c for _, c, _ in chunk], template))
+            ref_chosen.append(
+                sequence_log_probs(reference, tokenizer, prompts, [c for _, c, _ in chunk], template)
+            )
             ref_rejected.append(
                 sequence_log_probs(reference, tokenizer, prompts, [r for _, _, r in chunk], template)
             )
@@ -172,7 +180,11 @@ def train_dpo(
         metrics = {"step": step, "loss": float(loss), "lr": lr, **{k: float(v) for k, v in stats.items()}}
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
-        if evaluate is not None and config.eval_every and (step % config.eval_every == 0 or step == config.steps):
+        if (
+            evaluate is not None
+            and config.eval_every
+            and (step % config.eval_every == 0 or step == config.steps)
+        ):
             policy.eval()
             metrics.update(evaluate(policy))
             policy.train()

@@ -115,7 +115,9 @@ def compute_policy_gradient_loss(
         if advantages is None or old_log_probs is None or cliprange is None:
             raise ValueError("loss_type 'grpo_clip' needs advantages, old_log_probs and cliprange")
         return compute_grpo_clip_loss(advantages, policy_log_probs, old_log_probs, cliprange)
-    raise ValueError(f"unknown loss_type {loss_type!r}; choose no_baseline, reinforce_with_baseline or grpo_clip")
+    raise ValueError(
+        f"unknown loss_type {loss_type!r}; choose no_baseline, reinforce_with_baseline or grpo_clip"
+    )
 
 
 def masked_mean(tensor: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:

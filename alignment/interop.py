@@ -78,7 +78,9 @@ def model_logits(model: Any, input_ids: Int[Tensor, "batch seq"]) -> Float[Tenso
     out = model(input_ids)
     logits = out.logits if hasattr(out, "logits") else out
     if not isinstance(logits, Tensor) or logits.dim() != 3:
-        raise ValueError(f"model must return logits of shape (batch, seq, vocab), got {type(logits).__name__}")
+        raise ValueError(
+            f"model must return logits of shape (batch, seq, vocab), got {type(logits).__name__}"
+        )
     return logits
 
 

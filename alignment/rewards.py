@@ -183,7 +183,11 @@ def gsm8k_reward_fn(response: str, ground_truth: str) -> dict[str, float]:
     """1 when the last number in the response equals the ground truth numerically (no format reward)."""
     parsed = parse_gsm8k_response(response)
     correct = parsed is not None and grade_answer(parsed, ground_truth)
-    return {"format_reward": float(parsed is not None), "answer_reward": float(correct), "reward": float(correct)}
+    return {
+        "format_reward": float(parsed is not None),
+        "answer_reward": float(correct),
+        "reward": float(correct),
+    }
 
 
 def parse_mmlu_response(example: dict[str, Any], text: str) -> str | None:

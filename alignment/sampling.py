@@ -120,10 +120,22 @@ def _generate_ids(
         if temperature <= 0:  # greedy: unit 1's sampler wants a positive temperature; a tiny one is argmax
             temperature = 1e-6
         return generate(
-            model, ids, max_new_tokens, temperature=temperature, top_p=top_p, eos_token_id=eos, generator=generator
+            model,
+            ids,
+            max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            eos_token_id=eos,
+            generator=generator,
         )
     return sample_plain(
-        model, ids, max_new_tokens, temperature=temperature, top_p=top_p, eos_token_id=eos, generator=generator
+        model,
+        ids,
+        max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        eos_token_id=eos,
+        generator=generator,
     )
 
 

@@ -115,7 +115,9 @@ def sft_microbatch_train_step(
     the accumulation steps; calls ``backward()`` and returns the (scaled) loss and some statistics."""
     if gradient_accumulation_steps < 1:
         raise ValueError(f"gradient_accumulation_steps must be >= 1, got {gradient_accumulation_steps}")
-    per_example = -masked_normalize(policy_log_probs, response_mask, dim=-1, normalize_constant=normalize_constant)
+    per_example = -masked_normalize(
+        policy_log_probs, response_mask, dim=-1, normalize_constant=normalize_constant
+    )
     loss = per_example.mean() / gradient_accumulation_steps
     loss.backward()
     tokens = response_mask.sum()
@@ -200,7 +202,10 @@ class PackedSFTDataset(torch.utils.data.Dataset):
 
 
 def iterate_batches(
-    dataset: torch.utils.data.Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
 ) -> Iterator[dict[str, Tensor]]:
     """One pass over ``dataset`` in batches (the last one may be smaller), stacking each field."""
     if batch_size < 1:
@@ -251,7 +256,7 @@ def train_sft(
     if config.batch_size % config.gradient_accumulation_steps:
         raise ValueError("batch_size must be divisible by gradient_accumulation_steps")
     device = model_device(model)
-    eos_text = eos_text(tokenizer) if config.append_eos else ""
+    eos = eos_text(tokenizer) if config.append_eos else ""
     optimizer = AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     rng = random.Random(config.seed)
     micro = config.batch_size // config.gradient_accumulation_steps
@@ -267,7 +272,7 @@ def train_sft(
         loss_sum, tokens = 0.0, 0
         for start in range(0, config.batch_size, micro):
             chunk = batch[start : start + micro]
-            data = tokenize_prompt_and_output([p for p, _ in chunk], [r + eos_text for _, r in chunk], tokenizer)
+            data = tokenize_prompt_and_output([p for p, _ in chunk], [r + eos for _, r in chunk], tokenizer)
             data = {k: v.to(device) for k, v in data.items()}
             log_probs = get_response_log_probs(model, data["input_ids"], data["labels"])["log_probs"]
             # normalise by the response tokens in the microbatch: a per-token mean, comparable across lengths
@@ -282,10 +287,13 @@ def train_sft(
         metrics = {"step": step, "loss": loss_sum, "lr": lr, "response_tokens": tokens}
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
-        if evaluate is not None and config.eval_every and (step % config.eval_every == 0 or step == config.steps):
+        if (
+            evaluate is not None
+            and config.eval_every
+            and (step % config.eval_every == 0 or step == config.steps)
+        ):
             model.eval()
             metrics.update(evaluate(model))
             model.train()
         yield metrics
     model.eval()
-

@@ -47,7 +47,11 @@ def worked_addition(a: int, b: int) -> str:
 
 
 def make_addition_problems(
-    count: int, digits: int = 2, seed: int = 0, template: str = SHORT_R1_ZERO_PROMPT, exclude: set[str] | None = None
+    count: int,
+    digits: int = 2,
+    seed: int = 0,
+    template: str = SHORT_R1_ZERO_PROMPT,
+    exclude: set[str] | None = None,
 ) -> list[Problem]:
     """``count`` distinct random problems with operands of exactly ``digits`` digits (``exclude``:
     questions to leave out, e.g. a held-out set)."""
@@ -66,7 +70,9 @@ def make_addition_problems(
         if question in seen:
             continue
         seen.add(question)
-        problems.append(Problem(question, str(a + b), template.format(question=question), worked_addition(a, b)))
+        problems.append(
+            Problem(question, str(a + b), template.format(question=question), worked_addition(a, b))
+        )
     return problems
 
 
@@ -84,7 +90,11 @@ def write_problems_jsonl(problems: list[Problem], path: str | Path) -> None:
     """One ``{"question", "answer", "prompt", "response"}`` object per line."""
     with Path(path).open("w") as f:
         for p in problems:
-            f.write(json.dumps({"question": p.question, "answer": p.answer, "prompt": p.prompt, "response": p.solution}))
+            f.write(
+                json.dumps(
+                    {"question": p.question, "answer": p.answer, "prompt": p.prompt, "response": p.solution}
+                )
+            )
             f.write("\n")
 
 

@@ -35,10 +35,14 @@ def run_masked_normalize(tensor, mask, dim=None, normalize_constant: float = 1.0
     return masked_normalize(tensor, mask, dim, normalize_constant)
 
 
-def run_sft_microbatch_train_step(policy_log_probs, response_mask, gradient_accumulation_steps, normalize_constant=1.0):
+def run_sft_microbatch_train_step(
+    policy_log_probs, response_mask, gradient_accumulation_steps, normalize_constant=1.0
+):
     from alignment.sft import sft_microbatch_train_step
 
-    return sft_microbatch_train_step(policy_log_probs, response_mask, gradient_accumulation_steps, normalize_constant)
+    return sft_microbatch_train_step(
+        policy_log_probs, response_mask, gradient_accumulation_steps, normalize_constant
+    )
 
 
 def get_packed_sft_dataset(tokenizer, examples, seq_length: int, shuffle: bool, template: str | None = None):
@@ -91,7 +95,9 @@ def run_compute_policy_gradient_loss(
 ):
     from alignment.grpo import compute_policy_gradient_loss
 
-    return compute_policy_gradient_loss(policy_log_probs, loss_type, raw_rewards, advantages, old_log_probs, cliprange)
+    return compute_policy_gradient_loss(
+        policy_log_probs, loss_type, raw_rewards, advantages, old_log_probs, cliprange
+    )
 
 
 def run_masked_mean(tensor, mask, dim=None):

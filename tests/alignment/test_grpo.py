@@ -15,13 +15,19 @@ def numeric_reward(response: str, ground_truth: str) -> dict[str, float]:
 
 def test_group_normalized_rewards_unbiased_std(adapters):
     responses = ["1", "0", "0", "2", "2", "2"]
-    adv, raw, meta = adapters.run_compute_group_normalized_rewards(numeric_reward, responses, ["x"] * 6, 3, 1e-6, True)
+    adv, raw, meta = adapters.run_compute_group_normalized_rewards(
+        numeric_reward, responses, ["x"] * 6, 3, 1e-6, True
+    )
     torch.testing.assert_close(raw, torch.tensor([1.0, 0.0, 0.0, 2.0, 2.0, 2.0]))
     std = math.sqrt(((2 / 3) ** 2 + 2 * (1 / 3) ** 2) / 2)  # unbiased (n - 1) std of [1, 0, 0] = 0.5774
-    expected = torch.tensor([2 / 3 / (std + 1e-6), -1 / 3 / (std + 1e-6), -1 / 3 / (std + 1e-6), 0.0, 0.0, 0.0])
+    expected = torch.tensor(
+        [2 / 3 / (std + 1e-6), -1 / 3 / (std + 1e-6), -1 / 3 / (std + 1e-6), 0.0, 0.0, 0.0]
+    )
     torch.testing.assert_close(adv, expected, atol=1e-5, rtol=1e-5)
     assert isinstance(meta, dict)
-    adv_plain, _, _ = adapters.run_compute_group_normalized_rewards(numeric_reward, responses, ["x"] * 6, 3, 1e-6, False)
+    adv_plain, _, _ = adapters.run_compute_group_normalized_rewards(
+        numeric_reward, responses, ["x"] * 6, 3, 1e-6, False
+    )
     torch.testing.assert_close(adv_plain, torch.tensor([2 / 3, -1 / 3, -1 / 3, 0.0, 0.0, 0.0]))
 
 
@@ -34,7 +40,9 @@ def test_group_normalized_rewards_uses_ground_truth_and_groups_consecutively(ada
     adv, raw, _ = adapters.run_compute_group_normalized_rewards(exact, responses, truths, 3, 0.0, True)
     torch.testing.assert_close(raw, torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0]))
     s = math.sqrt(1 / 3)
-    torch.testing.assert_close(adv, torch.tensor([1 / 3 / s, -2 / 3 / s, 1 / 3 / s, -1 / 3 / s, 2 / 3 / s, -1 / 3 / s]))
+    torch.testing.assert_close(
+        adv, torch.tensor([1 / 3 / s, -2 / 3 / s, 1 / 3 / s, -1 / 3 / s, 2 / 3 / s, -1 / 3 / s])
+    )
     with pytest.raises(ValueError):
         adapters.run_compute_group_normalized_rewards(exact, responses[:5], truths[:5], 3, 0.0, True)
 
@@ -57,7 +65,9 @@ def test_grpo_clip_loss_hand_computed(adapters):
     adv, policy, old = _clip_case()
     loss, meta = adapters.run_compute_grpo_clip_loss(adv, policy, old, 0.2)
     # A=+1: min(1.5, 1.2)=1.2*, min(.5, .8)=.5, 1.1;  A=-1: min(-1.5,-1.2)=-1.5, min(-.5,-.8)=-.8*, -1.1
-    torch.testing.assert_close(loss, torch.tensor([[-1.2, -0.5, -1.1], [1.5, 0.8, 1.1]]), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(
+        loss, torch.tensor([[-1.2, -0.5, -1.1], [1.5, 0.8, 1.1]]), atol=1e-6, rtol=1e-6
+    )
     assert meta["clipped"].tolist() == [[True, False, False], [False, True, False]]
 
 
@@ -108,7 +118,9 @@ def test_grpo_microbatch_train_step_per_sequence_mean(adapters):
     log_probs = torch.tensor([[-1.0, -2.0, -3.0], [-4.0, -5.0, -6.0]], requires_grad=True)
     mask = torch.tensor([[True, True, False], [False, False, True]])
     adv = torch.tensor([[2.0], [-1.0]])
-    loss, _ = adapters.run_grpo_microbatch_train_step(log_probs, mask, 3, "reinforce_with_baseline", advantages=adv)
+    loss, _ = adapters.run_grpo_microbatch_train_step(
+        log_probs, mask, 3, "reinforce_with_baseline", advantages=adv
+    )
     # per-token -A*logp: [2, 4, 6] and [-4, -5, -6]; sequence means 3 and -6; batch mean -1.5; / 3
     torch.testing.assert_close(loss, torch.tensor(-0.5))
     # a mean over all response tokens at once would give (2 + 4 - 6) / 3 = 0 instead

@@ -62,7 +62,10 @@ def test_compute_entropy_matches_torch_distributions(adapters):
     expected = torch.distributions.Categorical(logits=logits).entropy()
     torch.testing.assert_close(adapters.run_compute_entropy(logits), expected, atol=1e-5, rtol=1e-5)
     # uniform over 11 -> log 11; a one-hot-like distribution -> ~0; huge logits stay finite
-    torch.testing.assert_close(adapters.run_compute_entropy(torch.zeros(2, 11)), torch.full((2,), float(torch.log(torch.tensor(11.0)))))
+    torch.testing.assert_close(
+        adapters.run_compute_entropy(torch.zeros(2, 11)),
+        torch.full((2,), float(torch.log(torch.tensor(11.0)))),
+    )
     spiky = torch.tensor([[1e4, 0.0, -1e4]])
     out = adapters.run_compute_entropy(spiky)
     assert torch.isfinite(out).all() and out.abs().max() < 1e-6
@@ -77,11 +80,15 @@ def test_get_response_log_probs_both_model_kinds(adapters, char_tok, kind):
     vocab = char_tok.vocab_size
     model = BigramLM(vocab) if kind == "callable" else tiny_hf_model(vocab)
     data = adapters.run_tokenize_prompt_and_output(["ab c", "x"], [" 12", "yz=7"], char_tok)
-    out = adapters.run_get_response_log_probs(model, data["input_ids"], data["labels"], return_token_entropy=True)
+    out = adapters.run_get_response_log_probs(
+        model, data["input_ids"], data["labels"], return_token_entropy=True
+    )
     with torch.no_grad():
         logits = model(data["input_ids"])
         logits = logits.logits if hasattr(logits, "logits") else logits
-    torch.testing.assert_close(out["log_probs"], reference_token_log_probs(logits, data["labels"]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        out["log_probs"], reference_token_log_probs(logits, data["labels"]), atol=1e-5, rtol=1e-5
+    )
     expected_entropy = torch.distributions.Categorical(logits=logits.float()).entropy()
     torch.testing.assert_close(out["token_entropy"], expected_entropy, atol=1e-5, rtol=1e-5)
     assert out["log_probs"].shape == data["labels"].shape
@@ -119,7 +126,11 @@ def test_sft_microbatch_train_step_loss_and_gradient(adapters):
 def _stream(tok, examples, template):
     ids = []
     for ex in examples:
-        ids += [tok.eos_id, *tok.encode(template.format(prompt=ex["prompt"], response=ex["response"])), tok.eos_id]
+        ids += [
+            tok.eos_id,
+            *tok.encode(template.format(prompt=ex["prompt"], response=ex["response"])),
+            tok.eos_id,
+        ]
     return ids
 
 
@@ -137,7 +148,9 @@ def test_packed_sft_dataset_hand_computed(adapters, char_tok):
 def test_packed_sft_dataset_from_jsonl_alpaca_and_shuffle(adapters, char_tok, tmp_path):
     template = adapters.get_alpaca_template()
     assert "{prompt}" in template and "{response}" in template and "### Response:" in template
-    alphabet_template = template.lower().replace("###", "#").replace("-", " ").replace("(", "").replace(")", "")
+    alphabet_template = (
+        template.lower().replace("###", "#").replace("-", " ").replace("(", "").replace(")", "")
+    )
     # the Alpaca text has capitals the tiny tokenizer lacks: use a lower-cased copy of the same structure
     examples = [{"prompt": f"add {i} and {i + 1}", "response": f"{2 * i + 1}."} for i in range(7)]
     path = tmp_path / "sft.jsonl"
@@ -156,6 +169,7 @@ def test_packed_sft_dataset_from_jsonl_alpaca_and_shuffle(adapters, char_tok, tm
     complete = pieces[:-1]  # the last piece may be cut by the window boundary
     assert len(complete) >= 3 and all(d in original_docs for d in complete)
     assert complete != original_docs[: len(complete)]
+
 
 def test_iterate_batches_covers_every_window_once(adapters, char_tok):
     examples = [{"prompt": "ab" * i, "response": "c" * (i + 1)} for i in range(10)]

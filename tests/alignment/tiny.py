@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 EOS = "<|endoftext|>"
-ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789 +=,.:<>/\n?!#"
+ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789 +=,.:<>/\n?!#ABCDEFGHIJKLMNOPQRSTUVWXYZ()'\"-*\\{}$^_"
 
 
 class CharTokenizer:

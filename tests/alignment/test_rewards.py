@@ -1,0 +1,98 @@
+"""Graders for the verifiable rewards: R1-Zero format and answer grading (equivalent forms, boxed answers,
+format failures), and the GSM8K / MMLU answer parsers (alignment/rewards.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+FULL = {"format_reward": 1.0, "answer_reward": 1.0, "reward": 1.0}
+WRONG = {"format_reward": 1.0, "answer_reward": 0.0, "reward": 0.0}
+NO_FORMAT = {"format_reward": 0.0, "answer_reward": 0.0, "reward": 0.0}
+
+
+def _reward(adapters, response, truth):
+    out = adapters.run_r1_zero_reward_fn(response, truth)
+    return {k: float(out[k]) for k in ("format_reward", "answer_reward", "reward")}
+
+
+@pytest.mark.parametrize(
+    "answer, truth",
+    [
+        ("4", "4"),
+        ("1/2", "\\frac{1}{2}"),
+        ("0.5", "\\frac{1}{2}"),
+        ("\\dfrac{1}{2}", "0.5"),
+        ("\\boxed{\\frac{3}{4}}", "0.75"),
+        ("(x+1)^2", "x^2+2x+1"),
+        ("x^2 + 2*x + 1", "(x+1)^2"),
+        ("1,000", "1000"),
+        (" 12 ", "12.0"),
+        ("\\text{12}", "12"),
+        ("\\frac{\\sqrt{2}}{2}", "\\sqrt{2}/2"),
+    ],
+)
+def test_r1_zero_equivalent_forms_earn_full_reward(adapters, answer, truth):
+    response = f" some reasoning </think> <answer>{answer}</answer>"
+    assert _reward(adapters, response, truth) == FULL
+
+
+@pytest.mark.parametrize(
+    "answer, truth",
+    [("5", "4"), ("1/3", "0.5"), ("(x+1)^2", "x^2+1"), ("", "4"), ("\\boxed{7}", "8"), ("12", "1.2")],
+)
+def test_r1_zero_wrong_answers_keep_only_the_format_reward(adapters, answer, truth):
+    assert _reward(adapters, f" hmm </think> <answer>{answer}</answer>", truth) == WRONG
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        " 2+2=4 </think><answer>4</answer>",  # no space between the tags
+        " 2+2=4 <answer>4</answer>",  # no </think>
+        " 2+2=4 </think> <answer>4",  # unclosed answer
+        "4",
+        "",
+    ],
+)
+def test_r1_zero_format_failures_earn_nothing(adapters, response):
+    assert _reward(adapters, response, "4") == NO_FORMAT
+
+
+def test_r1_zero_grades_the_last_answer(adapters):
+    response = " first guess </think> <answer>3</answer> wait <answer>4</answer>"
+    assert _reward(adapters, response, "4") == FULL
+    assert _reward(adapters, response, "3") == WRONG
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Natalia sold 48 + 24 = 72 clips. #### 72", "72"),
+        ("He pays $1,234.", "1234"),
+        ("The total is -3.5 dollars, not 7", "7"),
+        ("so the answer is 0.25", "0.25"),
+        ("It costs 1,000,000 in total", "1000000"),
+        ("no numbers here", None),
+        ("", None),
+    ],
+)
+def test_parse_gsm8k_response(adapters, text, expected):
+    assert adapters.run_parse_gsm8k_response(text) == expected
+
+
+MMLU = {"subject": "math", "question": "2+2?", "options": ["3", "4", "5", "6"], "answer": "B"}
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The correct answer is B", "B"),
+        ("Let me think. The correct answer is D.", "D"),
+        ("the correct answer is (c)", "C"),
+        ("The correct answer is E", None),  # not one of the four options
+        ("I do not know", None),
+        ("", None),
+    ],
+)
+def test_parse_mmlu_response(adapters, text, expected):
+    assert adapters.run_parse_mmlu_response(MMLU, text) == expected
