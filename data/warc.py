@@ -142,8 +142,9 @@ def _problem(record, payload: bytes) -> str | None:
         return "bad content-length"
     if len(payload) < record.content_length:
         return "truncated"
-    if record.record_type == WarcRecordType.response and record.http_headers is None:
-        return "not http"
+    if record.record_type == WarcRecordType.response:
+        if not record.is_http_parsed or record.http_headers.status_code is None:
+            return "not http"  # no application/http block, or no "HTTP/1.x 200 OK" status line
     return None
 
 
@@ -172,8 +173,10 @@ def _iter(path: Path, mask: WarcRecordType, stats: WarcStats) -> Iterator[WarcRe
         last_start = start  # where the last record fastwarc handed us began
         stream = _Stream(path, start, gzip)
         try:
-            for raw in ArchiveIterator(stream, record_types=mask, stream_detect=False, parse_http=True):
+            for raw in ArchiveIterator(stream, record_types=mask, stream_detect=False, parse_http=False):
                 last_start = start + raw.stream_pos
+                if raw.record_type == WarcRecordType.response and raw.is_http:
+                    raw.parse_http()  # split off the HTTP headers: the payload is the body
                 payload = raw.reader.read()
                 reason = _problem(raw, payload)
                 if reason is not None:

@@ -1,0 +1,102 @@
+"""Graders for HTML -> text: visible text survives, markup/scripts do not, every encoding we author
+decodes to the same text, binary payloads give None."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from tests.data.warc_factory import binary_payload, encode_page, html_page
+
+PROSE = ["Grüße aus Köln – “zitiert” für 5 €.", "Crème brûlée, naïve café, œuvre."]
+
+
+def test_visible_text_only(adapters):
+    html = (
+        b"<!DOCTYPE html><html><head><title>T</title><style>p { color: red }</style>"
+        b"<script>var secret = 'do not show';</script></head><body><!-- hidden comment -->"
+        b"<h1>Heading</h1><p>First <b>bold</b> paragraph.</p><ul><li>one</li><li>two</li></ul></body></html>"
+    )
+    text = adapters.run_extract_text_from_html_bytes(html)
+    for visible in ("Heading", "First bold paragraph.", "one", "two"):
+        assert visible in text
+    for hidden in ("secret", "color", "hidden comment", "<p>", "<b>"):
+        assert hidden not in text
+
+
+def test_entities_are_decoded(adapters):
+    text = adapters.run_extract_text_from_html_bytes(
+        b"<p>Tom &amp; Jerry &lt;3 &eacute;t&eacute; &#8364;</p>"
+    )
+    assert text == "Tom & Jerry <3 été €"
+
+
+@pytest.mark.parametrize(
+    "encoding, meta",
+    [("utf-8", "utf-8"), ("cp1252", "windows-1252"), ("cp1252", None)],
+)
+def test_western_encodings(adapters, encoding, meta):
+    html = html_page("Grüße", PROSE, charset=meta or "")
+    if meta is None:  # no <meta charset>: the detector must work from the bytes alone
+        html = html.replace('<meta charset="">\n', "")
+    text = adapters.run_extract_text_from_html_bytes(encode_page(html, encoding))
+    for paragraph in PROSE:
+        assert paragraph in text
+
+
+def test_latin9_page(adapters):
+    paragraph = "Grüße aus Köln für 5 €, œuvre."
+    html = html_page("Köln", [paragraph], charset="iso-8859-15")
+    assert paragraph in adapters.run_extract_text_from_html_bytes(encode_page(html, "iso-8859-15"))
+
+
+@pytest.mark.parametrize(
+    "encoding, meta", [("shift_jis", "shift_jis"), ("shift_jis", None), ("euc-jp", "euc-jp")]
+)
+def test_japanese_encodings(adapters, encoding, meta):
+    paragraphs = [
+        "日本語のテキストです。東京は大きい都市です。",
+        "今日は天気がいいので、公園を散歩しました。",
+    ]
+    html = html_page("日本", paragraphs, lang="ja", charset=meta or "")
+    if meta is None:
+        html = html.replace('<meta charset="">\n', "")
+    text = adapters.run_extract_text_from_html_bytes(encode_page(html, encoding))
+    for paragraph in paragraphs:
+        assert paragraph in text
+
+
+def test_utf16_and_bom(adapters):
+    html = html_page("BOM", PROSE)
+    for data in (encode_page(html, "utf-16"), b"\xef\xbb\xbf" + encode_page(html, "utf-8")):
+        text = adapters.run_extract_text_from_html_bytes(data)
+        assert PROSE[0] in text and "\ufeff" not in text
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        binary_payload(4000, seed=0),  # PNG
+        b"\xff\xd8\xff\xe0" + binary_payload(3000, seed=1)[8:],  # JPEG
+        b"%PDF-1.7\n" + binary_payload(3000, seed=2),
+        gzip.compress(html_page("zipped", PROSE).encode()),
+        bytes(range(256)) * 20,  # NUL and control bytes, no signature
+    ],
+    ids=["png", "jpeg", "pdf", "gzip", "bytes"],
+)
+def test_binary_payloads_give_none(adapters, payload):
+    assert adapters.run_extract_text_from_html_bytes(payload) is None
+
+
+def test_random_bytes_without_nul_give_none(adapters):
+    import random
+
+    rng = random.Random(7)
+    payload = bytes(rng.randrange(1, 256) for _ in range(5000))
+    assert adapters.run_extract_text_from_html_bytes(payload) is None
+
+
+def test_plain_text_and_empty(adapters):
+    assert adapters.run_extract_text_from_html_bytes(b"just some text, no tags") == "just some text, no tags"
+    assert adapters.run_extract_text_from_html_bytes(b"") in ("", None)
