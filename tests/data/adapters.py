@@ -55,16 +55,19 @@ def run_mask_ips(text):
     return mask_ips(text)
 
 
-def run_classify_nsfw(text):
+def run_classify_nsfw(text, **options):
+    """``("nsfw" | "non-nsfw", confidence in that label)``; options: threshold=, backend= (a
+    fastText model path, or an object with harmful_probability(text) -> float)."""
     from data.harmful import classify_nsfw
 
-    return classify_nsfw(text)
+    return classify_nsfw(text, **options)
 
 
-def run_classify_toxic_speech(text):
+def run_classify_toxic_speech(text, **options):
+    """``("toxic" | "non-toxic", confidence in that label)``; options as for run_classify_nsfw."""
     from data.harmful import classify_toxic_speech
 
-    return classify_toxic_speech(text)
+    return classify_toxic_speech(text, **options)
 
 
 def run_gopher_quality_filter(text):
