@@ -43,6 +43,13 @@ def _entry(rank: int, world_size: int, port: int, out_dir: str, fn: Callable, ar
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
+# Ranks are forked from a "fork server" that imported torch (and torch._dynamo, which the first
+# optimizer construction imports) once: a fresh interpreter per rank would pay that import -- several
+# seconds on a busy 2-core machine -- in every run. The server never runs torch ops itself, so forking
+# it is safe (unlike forking the test process, whose OpenMP threads may be live).
+mp.get_context("forkserver").set_forkserver_preload(["torch", "torch._dynamo", "torch.distributed", __name__])
+
+
 def run_on_ranks(fn: Callable[..., Any], world_size: int = 2, *args: Any) -> list[Any]:
     """Run ``fn(rank, world_size, *args)`` on ``world_size`` gloo ranks; return results by rank."""
     # The test process hosts the store on an OS-chosen port; the ranks connect as clients.
@@ -50,7 +57,13 @@ def run_on_ranks(fn: Callable[..., Any], world_size: int = 2, *args: Any) -> lis
         "127.0.0.1", 0, world_size + 1, is_master=True, timeout=TIMEOUT, wait_for_workers=False
     )
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(_entry, args=(world_size, store.port, out_dir, fn, args), nprocs=world_size, join=True)
+        mp.start_processes(
+            _entry,
+            args=(world_size, store.port, out_dir, fn, args),
+            nprocs=world_size,
+            join=True,
+            start_method="forkserver",
+        )
         return [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
 
 
