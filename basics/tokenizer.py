@@ -27,7 +27,7 @@ import json
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -344,9 +344,16 @@ def _encode_range_in_worker(job: tuple[str, int, int]) -> np.ndarray:
 class TokenizerTrainConfig:
     """What ``scripts/train_tokenizer.py`` trains."""
 
-    vocab_size: int = 10_000  # bytes + merges + special tokens
-    special_tokens: tuple[str, ...] = ("<|endoftext|>",)  # never split, never merged across
-    num_processes: int | None = None  # pre-tokenization processes (None: all cores)
+    # bytes + merges + special tokens
+    vocab_size: int = field(
+        default=10_000, metadata={"help": "vocabulary size: 256 bytes + merges + specials"}
+    )
+    # never split, never merged across
+    special_tokens: tuple[str, ...] = field(default=("<|endoftext|>",), metadata={"help": "special tokens"})
+    # pre-tokenization processes
+    num_processes: int | None = field(
+        default=None, metadata={"help": "pre-tokenization processes (None: all cores)"}
+    )
 
 
 def load_or_train_default_tokenizer(
