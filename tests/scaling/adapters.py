@@ -5,3 +5,173 @@ a module with the same functions: `pytest tests/scaling --adapters scaling=stude
 """
 
 from __future__ import annotations
+
+
+# ---- accounting (scaling/flops.py) ----
+def make_model_config(**fields):
+    """Unit 1's model config with the given fields (the accounting tests build models from it)."""
+    from basics.model import ModelConfig
+
+    return ModelConfig(**fields)
+
+
+def build_transformer(config):
+    """Unit 1's TransformerLM for ``config`` (its matmuls are counted with FlopCounterMode)."""
+    from basics.model import TransformerLM
+
+    return TransformerLM.from_config(config)
+
+
+def run_count_parameters(config) -> dict:
+    """``{"total": int, "non_embedding": int}``; non-embedding leaves out token and position
+    embeddings and the output head."""
+    from scaling.flops import count_parameters
+
+    counts = count_parameters(config)
+    return {"total": counts.total, "non_embedding": counts.non_embedding}
+
+
+def run_forward_flops_per_token(config, context_length=None, causal=False) -> int:
+    """Forward matmul FLOPs per token (attention counted as executed unless ``causal``)."""
+    from scaling.flops import forward_flops_per_token
+
+    return forward_flops_per_token(config, context_length, causal)
+
+
+def run_flops_breakdown(config, context_length=None) -> dict:
+    """Forward FLOPs per token grouped as ``attention_projections`` (q, k, v, o),
+    ``attention_scores`` (QK^T and AV), ``feed_forward`` and ``output_head``, all layers summed."""
+    from scaling.flops import flops_breakdown
+
+    groups = {"attention_projections": 0, "attention_scores": 0, "feed_forward": 0, "output_head": 0}
+    for term in flops_breakdown(config, context_length):
+        if term.depends_on_context:
+            groups["attention_scores"] += term.flops
+        elif term.name.endswith("projection"):
+            groups["attention_projections"] += term.flops
+        elif term.name.startswith("ffn"):
+            groups["feed_forward"] += term.flops
+        elif term.name == "output head":
+            groups["output_head"] += term.flops
+        else:
+            raise ValueError(f"unexpected term {term.name!r}")
+    return groups
+
+
+def run_training_flops(config, tokens) -> float:
+    """Exact-count training FLOPs (forward + backward) for ``tokens`` tokens at full context."""
+    from scaling.flops import training_flops
+
+    return training_flops(config, tokens)
+
+
+def run_six_nd(config, tokens, non_embedding=True) -> float:
+    from scaling.flops import six_nd
+
+    return six_nd(config, tokens, non_embedding)
+
+
+def run_flops_table(config, tokens) -> str:
+    from scaling.flops import format_flops_table
+
+    return format_flops_table(config, tokens)
+
+
+# (end of section: accounting)
+
+
+# ---- IsoFLOPs fit (scaling/isoflops.py) ----
+def run_load_runs(path) -> list[dict]:
+    """Read the course's JSON interchange file into ``[{"parameters", "compute_budget", "final_loss"}]``."""
+    from scaling.isoflops import load_runs
+
+    return [
+        {"parameters": r.parameters, "compute_budget": r.compute_budget, "final_loss": r.final_loss}
+        for r in load_runs(path)
+    ]
+
+
+def _runs(records):
+    from scaling.isoflops import runs_from_records
+
+    return runs_from_records(list(records))
+
+
+def run_fit_isoflops(records, method="minimum") -> dict:
+    """Fit N_opt = k_N C^a and D_opt = k_D C^b. ``method``: "minimum" or "parabola".
+
+    Returns ``parameters_coefficient, parameters_exponent, tokens_coefficient, tokens_exponent`` and
+    ``optimal`` = [(C, N_opt, D_opt)] per budget, ascending C."""
+    from scaling.isoflops import fit_isoflops
+
+    fit = fit_isoflops(_runs(records), method)
+    return {
+        "parameters_coefficient": fit.parameters_law.coefficient,
+        "parameters_exponent": fit.parameters_law.exponent,
+        "tokens_coefficient": fit.tokens_law.coefficient,
+        "tokens_exponent": fit.tokens_law.exponent,
+        "optimal": [(p.compute_budget, p.parameters, p.tokens) for p in fit.points],
+    }
+
+
+def run_isoflops_predict(records, compute_budget, method="minimum") -> tuple[float, float]:
+    """(N_opt, D_opt) predicted at ``compute_budget`` by the IsoFLOPs fit."""
+    from scaling.isoflops import fit_isoflops
+
+    return fit_isoflops(_runs(records), method).predict(compute_budget)
+
+
+def run_bootstrap_isoflops(records, compute_budgets, num_samples=200, level=0.9, seed=0) -> dict:
+    """``{"parameters_exponent": (estimate, low, high), "predictions": {C: ((N, lo, hi), (D, lo, hi))}}``."""
+    from scaling.isoflops import bootstrap_isoflops
+
+    boot = bootstrap_isoflops(_runs(records), compute_budgets, num_samples, level, seed=seed)
+
+    def triple(interval):
+        return (interval.estimate, interval.low, interval.high)
+
+    return {
+        "parameters_exponent": triple(boot.parameters_exponent),
+        "predictions": {c: (triple(n), triple(d)) for c, (n, d) in boot.predictions.items()},
+    }
+
+
+# (end of section: IsoFLOPs fit)
+
+
+# ---- parametric fit (scaling/chinchilla.py) ----
+def run_fit_chinchilla(parameters, tokens, losses) -> dict:
+    """Huber (delta 1e-3) fit of L = E + A/N^alpha + B/D^beta on log L with L-BFGS from a grid.
+
+    Returns ``E, A, B, alpha, beta`` and ``parameters_exponent`` (beta/(alpha+beta))."""
+    from scaling.chinchilla import fit_chinchilla
+
+    fit = fit_chinchilla(parameters, tokens, losses)
+    return {
+        "E": fit.E,
+        "A": fit.A,
+        "B": fit.B,
+        "alpha": fit.alpha,
+        "beta": fit.beta,
+        "parameters_exponent": fit.parameters_exponent,
+    }
+
+
+def run_chinchilla_compute_optimal(law: dict, compute_budget) -> tuple[float, float]:
+    """(N_opt, D_opt) minimising ``law`` (a dict of E, A, B, alpha, beta) subject to 6ND = C."""
+    from scaling.chinchilla import ChinchillaLaw
+
+    n, d = ChinchillaLaw(**{k: law[k] for k in ("E", "A", "B", "alpha", "beta")}).compute_optimal(
+        compute_budget
+    )
+    return float(n), float(d)
+
+
+def run_bootstrap_chinchilla(parameters, tokens, losses, num_samples=30, level=0.9, seed=0) -> dict:
+    """Percentile intervals: ``{name: (low, high)}`` for E, A, B, alpha, beta, parameters_exponent."""
+    from scaling.chinchilla import bootstrap_chinchilla
+
+    return bootstrap_chinchilla(parameters, tokens, losses, num_samples, level, seed).intervals
+
+
+# (end of section: parametric fit)
