@@ -53,7 +53,8 @@ class TrainConfig:
     out_dir: str = "runs/default"  # checkpoints, metrics.jsonl, config.json
     batch_size: int = 32  # sequences per optimizer step (global: over accumulation and ranks)
     grad_accum_steps: int = 1  # micro-batches per optimizer step
-    max_steps: int = 1000  # optimizer steps
+    max_steps: int = 1000  # optimizer steps (the schedule's length)
+    stop_after: int | None = None  # stop early at this step, schedule unchanged (resume later to finish)
     learning_rate: float = 1e-3  # peak learning rate
     min_learning_rate: float = 1e-4  # floor of the schedule
     warmup_steps: int = 100  # linear warmup
@@ -93,6 +94,8 @@ class TrainConfig:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be divisible by grad_accum_steps ({self.grad_accum_steps})"
             )
+        if self.stop_after is not None and not 0 < self.stop_after <= self.max_steps:
+            raise ValueError(f"stop_after must be in (0, max_steps]; got {self.stop_after}")
         if not 0 <= self.warmup_steps <= self.max_steps:
             raise ValueError(f"warmup_steps must be in [0, max_steps]; got {self.warmup_steps}")
         if (
@@ -294,6 +297,7 @@ def train(config: TrainConfig, callback: Callable[[dict], None] | None = None) -
 
     log = _MetricsLog(out_dir / "metrics.jsonl", is_main, config)
     tokens_per_step = config.batch_size * context
+    last_step = config.stop_after or config.max_steps
     progress = tqdm(
         total=config.max_steps, initial=start_step, disable=not (config.progress and is_main), desc="train"
     )
@@ -318,7 +322,7 @@ def train(config: TrainConfig, callback: Callable[[dict], None] | None = None) -
         return path
 
     model.train()
-    for step in range(start_step, config.max_steps):
+    for step in range(start_step, last_step):
         lr = learning_rate_at(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -352,12 +356,12 @@ def train(config: TrainConfig, callback: Callable[[dict], None] | None = None) -
         recent.append(loss_sum)
         progress.update(1)
         metrics = None
-        if done % config.log_interval == 0 or done == config.max_steps:
+        if done % config.log_interval == 0 or done == last_step:
             metrics = {"step": done, "loss": float(np.mean(recent)), "lr": lr, "grad_norm": float(grad_norm)}
             metrics["tokens"] = done * tokens_per_step
             metrics["elapsed_s"] = time.perf_counter() - started
             progress.set_postfix(loss=f"{metrics['loss']:.3f}")
-        if val_data is not None and (done % config.eval_interval == 0 or done == config.max_steps):
+        if val_data is not None and (done % config.eval_interval == 0 or done == last_step):
             val_loss = evaluate(forward, val_data, config, device, autocast)
             metrics = metrics or {"step": done}
             metrics.update(val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 50.0)))
@@ -367,7 +371,7 @@ def train(config: TrainConfig, callback: Callable[[dict], None] | None = None) -
                 callback(metrics)
             if "loss" in metrics:
                 train_loss, recent = metrics["loss"], []
-        if done % config.checkpoint_interval == 0 or done == config.max_steps:
+        if done % config.checkpoint_interval == 0 or done == last_step:
             checkpoint = save(done)
 
     progress.close()
@@ -377,8 +381,8 @@ def train(config: TrainConfig, callback: Callable[[dict], None] | None = None) -
 
         cleanup_distributed()
     return TrainResult(
-        steps=config.max_steps,
-        tokens_seen=config.max_steps * tokens_per_step,
+        steps=last_step,
+        tokens_seen=last_step * tokens_per_step,
         train_loss=train_loss,
         val_loss=val_loss,
         val_perplexity=math.exp(min(val_loss, 50.0)) if val_loss is not None else None,

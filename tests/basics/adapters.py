@@ -321,4 +321,34 @@ def checkpoint_path(directory, iteration):
 
 
 # ---- training job, generation, export (issue 3) ----
+def make_train_config(model_config, **kwargs):
+    """A validated TrainConfig for ``model_config`` (raises ValueError on bad values)."""
+    from basics.train import TrainConfig
+
+    return TrainConfig(model=model_config, **kwargs)
+
+
+def run_train(config):
+    """Train; returns an object with .steps, .train_loss, .val_loss, .checkpoint, .metrics_path."""
+    from basics.train import train
+
+    return train(config)
+
+
+def training_diverged_error():
+    """The exception class train() raises on a NaN/inf loss."""
+    from basics.train import TrainingDiverged
+
+    return TrainingDiverged
+
+
+def load_trained_model(checkpoint, model_config):
+    """Rebuild a model from a checkpoint written by run_train."""
+    from basics.checkpoint import load_checkpoint
+    from basics.model import TransformerLM
+
+    model = TransformerLM(model_config)
+    load_checkpoint(checkpoint, model)
+    return model
+
 # (end of section: training job, generation, export)
