@@ -197,7 +197,7 @@ class Embedding(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_embeddings, embedding_dim, device=device, dtype=dtype))
         nn.init.trunc_normal_(self.weight, mean=0.0, std=1.0, a=-3.0, b=3.0)
 
-    def forward(self, token_ids: Int[Tensor, "..."]) -> Float[Tensor, "... d_model"]:
+    def forward(self, token_ids: Int[Tensor, ...]) -> Float[Tensor, "... d_model"]:
         return self.weight[token_ids]
 
 
@@ -304,7 +304,7 @@ class RotaryPositionalEmbedding(nn.Module):
         return rotated.flatten(-2).to(x.dtype)  # re-interleave: (..., seq, d_k/2, 2) -> (..., seq, d_k)
 
 
-def softmax(x: Float[Tensor, "..."], dim: int) -> Float[Tensor, "..."]:
+def softmax(x: Float[Tensor, ...], dim: int) -> Float[Tensor, ...]:
     """exp(x - max) / sum(exp(x - max)) along ``dim``: subtracting the max keeps exp from overflowing
     and does not change the result. Computed in fp32 and cast back."""
     x32 = x.float()
