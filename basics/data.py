@@ -1,0 +1,318 @@
+"""Token data for training: tokenize a corpus into a flat array on disk, and sample batches from it.
+
+Course handout (CS336 assignment 1), sections "Data loading" and "Experiments" (tokenize the training
+data once into a uint16 NumPy array, then memory-map it so a dataset larger than RAM costs nothing to
+open).
+
+A language-modelling dataset is one long 1-D array of token ids, documents separated by the
+``<|endoftext|>`` id. A batch is ``batch_size`` windows of ``context_length + 1`` tokens starting at
+uniformly random positions; the inputs are the first ``context_length`` tokens of each window and the
+targets the last ``context_length`` (the same window shifted by one)::
+
+    dataset = [5, 6, 7, 8, 9],  context_length = 3,  start = 1   ->   x = [6, 7, 8],  y = [7, 8, 9]
+
+Tokenization streams: each text file is cut into chunks of about ``chunk_bytes`` at document boundaries
+(the byte offset where an ``<|endoftext|>`` starts), the chunks are encoded in parallel worker
+processes, and the ids are appended in file order to a temporary file, which becomes the ``.npy``
+atomically at the end. Memory use is a few chunks, not the corpus.
+
+Simplification: each document is encoded on its own and followed by the end-of-text id, so the output
+is ``doc1 <eos> doc2 <eos> ... docN <eos>`` whatever separators the files had (empty documents, as
+between two adjacent separators, yield nothing).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+__all__ = ["get_batch", "tokenize_to_array", "load_tokens", "find_chunk_boundaries", "check_device"]
+
+ENDOFTEXT = "<|endoftext|>"
+DEFAULT_CHUNK_BYTES = 1 << 20  # 1 MiB of text per task: big enough to amortise IPC, small in memory
+_COPY_BLOCK = 1 << 24  # tokens per block when moving ids from the temporary file into the .npy
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+# ---------------------------------------------------------------------------------------------
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """Return ``torch.device(device)``, or raise ValueError if this machine cannot use it."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"invalid device {device!r}: {error}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r} does not exist: only {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ValueError(f"device {device!r} requested but MPS is not available on this machine")
+    elif dev.type != "cpu":
+        try:
+            torch.empty(1, device=dev)
+        except Exception as error:  # any backend failure means "cannot use it"
+            raise ValueError(f"device {device!r} is not usable here: {error}") from None
+    return dev
+
+
+def get_batch(
+    dataset: npt.NDArray[np.integer] | Sequence[int],
+    batch_size: int,
+    context_length: int,
+    device: str | torch.device,
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, "batch seq"]]:
+    """Sample ``batch_size`` windows from ``dataset``: inputs ``x`` and next-token targets ``y``.
+
+    Start positions are uniform over ``[0, len(dataset) - context_length - 1]`` (every start whose
+    window of ``context_length + 1`` tokens fits), drawn from ``generator`` or torch's global RNG, so a
+    seeded run is reproducible. Both tensors are int64 on ``device``.
+
+    >>> x, y = get_batch(np.arange(10), 2, 4, "cpu", generator=torch.Generator().manual_seed(0))
+    >>> bool((y == x + 1).all()), tuple(x.shape)
+    (True, (2, 4))
+    """
+    dev = check_device(device)
+    dataset = np.asarray(dataset) if not isinstance(dataset, np.ndarray) else dataset
+    if dataset.ndim != 1:
+        raise ValueError(f"get_batch: dataset must be 1-D, got shape {dataset.shape}")
+    if batch_size <= 0 or context_length <= 0:
+        raise ValueError(
+            f"get_batch: batch_size and context_length must be positive, got {batch_size}, {context_length}"
+        )
+    if len(dataset) < context_length + 1:
+        raise ValueError(
+            f"get_batch: dataset has {len(dataset)} tokens, need at least context_length + 1 = {context_length + 1}"
+        )
+    num_starts = len(dataset) - context_length  # starts 0 .. len - context_length - 1
+    starts = torch.randint(0, num_starts, (batch_size,), generator=generator).numpy()
+    index = starts[:, None] + np.arange(context_length + 1)[None, :]  # (batch, seq + 1)
+    # Fancy indexing reads only the needed windows from a memmap, then one copy to int64.
+    windows = torch.from_numpy(dataset[index].astype(np.int64))
+    x, y = windows[:, :-1], windows[:, 1:]
+    if dev.type == "cuda":
+        # Pinned host memory lets the copy overlap with compute.
+        return x.pin_memory().to(dev, non_blocking=True), y.pin_memory().to(dev, non_blocking=True)
+    return x.contiguous().to(dev), y.contiguous().to(dev)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizing a corpus to disk
+# ---------------------------------------------------------------------------------------------
+
+
+def find_chunk_boundaries(path: str | os.PathLike, chunk_bytes: int, separator: bytes) -> list[int]:
+    """Byte offsets ``[0, ..., size]`` cutting ``path`` into chunks of about ``chunk_bytes``.
+
+    Every inner offset is where a ``separator`` starts, so no document is split; a document longer
+    than ``chunk_bytes`` makes one long chunk.
+    """
+    size = os.path.getsize(path)
+    boundaries = [0]
+    with open(path, "rb") as f:
+        position = chunk_bytes
+        while position < size:
+            f.seek(position)
+            # Scan forward for the separator, keeping len(separator) - 1 bytes of overlap between reads.
+            found = -1
+            scan_at = position
+            while found < 0:
+                block = f.read(max(4096, 2 * len(separator)))
+                if len(block) < len(separator):
+                    break
+                found = block.find(separator)
+                if found < 0:
+                    scan_at += len(block) - (len(separator) - 1)
+                    f.seek(scan_at)
+            if found < 0:
+                break  # no separator until the end: the rest is one chunk
+            cut = scan_at + found
+            if cut > boundaries[-1]:
+                boundaries.append(cut)
+            position = cut + max(chunk_bytes, len(separator))
+    boundaries.append(size)
+    return boundaries
+
+
+def eos_token_id(tokenizer: Any, eos: str = ENDOFTEXT) -> int:
+    """The id the tokenizer gives ``eos``: a one-token encoding, or an entry of a bytes vocabulary."""
+    ids = tokenizer.encode(eos)
+    if len(ids) == 1:
+        return int(ids[0])
+    vocab = getattr(tokenizer, "vocab", None)
+    if isinstance(vocab, dict):
+        for token_id, token in vocab.items():
+            if token == eos.encode("utf-8"):
+                return int(token_id)
+    raise ValueError(f"tokenizer has no single token for {eos!r}; add it as a special token")
+
+
+# Each worker gets the tokenizer once (pickled by the pool initializer), not once per chunk.
+_worker_state: dict[str, Any] = {}
+
+
+def _init_worker(tokenizer: Any, eos: str, eos_id: int, dtype: np.dtype) -> None:
+    _worker_state.update(tokenizer=tokenizer, eos=eos, eos_id=eos_id, dtype=dtype)
+
+
+def _encode_chunk(task: tuple[str, int, int]) -> tuple[np.ndarray, int]:
+    """Encode bytes ``[start, end)`` of a file: each document's ids, then the end-of-text id."""
+    path, start, end = task
+    tokenizer, eos, eos_id = _worker_state["tokenizer"], _worker_state["eos"], _worker_state["eos_id"]
+    dtype = _worker_state["dtype"]
+    with open(path, "rb") as f:
+        f.seek(start)
+        raw = f.read(end - start)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not valid UTF-8 at byte {start + error.start}") from None
+    ids: list[int] = []
+    for document in text.split(eos):
+        if document:
+            ids.extend(tokenizer.encode(document))
+            ids.append(eos_id)
+    array = np.asarray(ids, dtype=np.int64)
+    if array.size and (array.min() < 0 or array.max() > np.iinfo(dtype).max):
+        raise ValueError(f"{path}: token id {array.max()} does not fit in {np.dtype(dtype).name}")
+    return array.astype(dtype), end - start
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits (vocab_size <= 65,536), else uint32."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def tokenize_to_array(
+    text_paths: str | os.PathLike | Sequence[str | os.PathLike],
+    tokenizer: Any,
+    out_path: str | os.PathLike,
+    *,
+    num_processes: int | None = None,
+    progress: bool = False,
+    eos: str = ENDOFTEXT,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> np.memmap:
+    """Tokenize text files (documents separated by ``eos``) into a flat ``.npy`` array at ``out_path``.
+
+    ``tokenizer`` needs ``encode(str) -> list[int]``, a ``vocab`` (its length is the vocabulary size)
+    and a single id for ``eos``; it must be picklable when ``num_processes > 1`` (default: all CPUs,
+    at most one per chunk). The array is uint16, or uint32 when the vocabulary exceeds 65,536 ids.
+    Returns the result memory-mapped read-only (see :func:`load_tokens`).
+    """
+    paths = [Path(text_paths)] if isinstance(text_paths, str | os.PathLike) else [Path(p) for p in text_paths]
+    if not paths:
+        raise ValueError("tokenize_to_array: no text files given")
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenize_to_array: no such text file: {path}")
+    vocab = getattr(tokenizer, "vocab", None)
+    if vocab is None:
+        raise ValueError("tokenize_to_array: tokenizer has no .vocab to size the token dtype")
+    dtype = token_dtype(len(vocab))
+    eos_id = eos_token_id(tokenizer, eos)
+    separator = eos.encode("utf-8")
+    tasks = [
+        (str(path), start, end)
+        for path in paths
+        for start, end in _pairs(find_chunk_boundaries(path, chunk_bytes, separator))
+    ]
+    num_processes = min(num_processes or os.cpu_count() or 1, max(len(tasks), 1))
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    raw_fd, raw_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".raw")
+    npy_name = raw_name[: -len(".raw")] + ".npy"
+    try:
+        total = 0
+        with os.fdopen(raw_fd, "wb") as raw, _progress_bar(progress, sum(e - s for _, s, e in tasks)) as bar:
+            for ids, nbytes in _run_tasks(tasks, num_processes, (tokenizer, eos, eos_id, dtype)):
+                raw.write(ids.tobytes())
+                total += len(ids)
+                bar.update(nbytes)
+        source = np.memmap(raw_name, dtype=dtype, mode="r", shape=(total,)) if total else np.zeros(0, dtype)
+        array = np.lib.format.open_memmap(npy_name, mode="w+", dtype=dtype, shape=(total,))
+        for i in range(0, total, _COPY_BLOCK):
+            array[i : i + _COPY_BLOCK] = source[i : i + _COPY_BLOCK]
+        array.flush()
+        del array, source
+        os.replace(npy_name, out_path)
+    finally:
+        for name in (raw_name, npy_name):
+            if os.path.exists(name):
+                os.remove(name)
+    return load_tokens(out_path)
+
+
+def _pairs(boundaries: list[int]) -> Iterator[tuple[int, int]]:
+    yield from ((s, e) for s, e in zip(boundaries[:-1], boundaries[1:]) if e > s)
+
+
+def _run_tasks(
+    tasks: list[tuple[str, int, int]], num_processes: int, init_args: tuple
+) -> Iterator[tuple[np.ndarray, int]]:
+    """Encoded chunks in task order: in this process, or from a pool of ``num_processes`` workers."""
+    if num_processes <= 1:
+        _init_worker(*init_args)
+        try:
+            yield from map(_encode_chunk, tasks)
+        finally:
+            _worker_state.clear()
+        return
+    with multiprocessing.get_context().Pool(
+        num_processes, initializer=_init_worker, initargs=init_args
+    ) as pool:
+        yield from pool.imap(_encode_chunk, tasks)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _progress_bar(enabled: bool, total_bytes: int) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total_bytes, unit="B", unit_scale=True, desc="tokenize")
+
+
+def load_tokens(path: str | os.PathLike) -> np.memmap:
+    """Open a token array written by :func:`tokenize_to_array` (or ``np.save``) read-only, memory-mapped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_tokens: no such token file: {path}")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:
+        raise ValueError(f"load_tokens: {path} is not a .npy token array ({error})") from None
+    if not isinstance(array, np.ndarray) or array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(
+            f"load_tokens: {path} must hold a 1-D integer array, got {getattr(array, 'shape', '?')}"
+        )
+    return array
