@@ -97,6 +97,37 @@ def write_atomically(path: Path, chunks: Iterable[bytes]) -> int:
     return written
 
 
+def repeated_line_hashes(documents: Iterable[str], skip_blank: bool = True) -> np.ndarray:
+    """Sorted ``line_key`` hashes of the lines that occur more than once over ``documents``
+    (strings split on newlines) -- pass 1 of the rule, for the pipeline's in-memory documents.
+    With ``skip_blank`` blank lines (paragraph breaks) are never counted as repeats."""
+    hashes = np.fromiter(
+        (
+            line_key(line.encode("utf-8", errors="surrogatepass"))
+            for text in documents
+            for line in text.split("\n")
+            if not (skip_blank and not line.strip())
+        ),
+        dtype=np.uint64,
+    )
+    unique, counts = np.unique(hashes, return_counts=True)
+    return unique[counts > 1]
+
+
+def remove_repeated_lines(text: str, repeated: np.ndarray, skip_blank: bool = True) -> tuple[str, int]:
+    """Pass 2 for one document: ``text`` without the lines whose hash is in ``repeated`` (sorted),
+    and how many lines were removed."""
+    lines = text.split("\n")
+    keys = np.fromiter(
+        (line_key(line.encode("utf-8", errors="surrogatepass")) for line in lines), dtype=np.uint64
+    )
+    drop = np.isin(keys, repeated)
+    if skip_blank:
+        drop &= np.array([bool(line.strip()) for line in lines])
+    kept = [line for line, d in zip(lines, drop.tolist(), strict=True) if not d]
+    return "\n".join(kept), int(drop.sum())
+
+
 def exact_line_deduplication(
     input_files: Sequence[str | os.PathLike], output_directory: str | os.PathLike
 ) -> ExactDedupStats:

@@ -160,4 +160,60 @@ def run_lsh_candidate_pairs(signatures, num_bands):
     return [tuple(map(int, pair)) for pair in lsh_candidate_pairs(signatures, num_bands)]
 
 
+def run_pipeline(input_files, output_directory, **config):
+    """Run the whole filtering pipeline; ``config`` keys are ``data.pipeline.PipelineConfig``
+    fields (languages, gopher, harmful, tokenizer_vocab, executor, num_workers, ...). Returns a
+    dict with documents_in, documents_out, dropped ({filter: {reason: count}}), metrics, failed
+    ({shard: error}), shards_resumed, tokens and balanced (in == out + dropped)."""
+    import dataclasses
+
+    from data.pipeline import PipelineConfig, run_pipeline
+
+    if "languages" in config:
+        config["languages"] = tuple(config["languages"])
+    report = run_pipeline(input_files, output_directory, PipelineConfig(**config))
+    return dataclasses.asdict(report) | {"balanced": report.balanced}
+
+
+def read_pipeline_texts(output_directory):
+    """``{shard name: [final document texts, in order]}`` of a pipeline run."""
+    import json
+    from pathlib import Path
+
+    folder = Path(output_directory) / "text"
+    return {
+        path.name.removesuffix(".jsonl"): [
+            json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()
+        ]
+        for path in sorted(folder.glob("*.jsonl"))
+    }
+
+
+def read_pipeline_tokens(output_directory):
+    """``{shard name: uint16 array}`` of a pipeline run with a tokenizer."""
+    from pathlib import Path
+
+    import numpy as np
+
+    folder = Path(output_directory) / "tokens"
+    return {
+        path.name.removesuffix(".bin"): np.fromfile(path, dtype=np.uint16)
+        for path in sorted(folder.glob("*.bin"))
+    }
+
+
+def block_pipeline_shard(output_directory, shard):
+    """Make the stage-1 output of ``shard`` unwritable (a directory where the file goes), so
+    that shard's task fails -- to test failure reporting and resumption."""
+    from pathlib import Path
+
+    (Path(output_directory) / "filtered" / f"{shard}.jsonl").mkdir(parents=True)
+
+
+def unblock_pipeline_shard(output_directory, shard):
+    from pathlib import Path
+
+    (Path(output_directory) / "filtered" / f"{shard}.jsonl").rmdir()
+
+
 # (end of section: dedup and pipeline)
