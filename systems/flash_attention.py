@@ -8,8 +8,8 @@ Attention for one (batch, head) with queries Q (Nq x d), keys K and values V (Nk
     S = Q K^T / sqrt(d)          P = softmax(S) row by row          O = P V
 
 Forward, tiled. Split Q into tiles of ``q_tile`` rows and K, V into tiles of ``k_tile`` rows. For one
-query tile keep, per row, the running max ``m``, the running denominator ``l`` (``denom`` in the code) and an unnormalised
-output ``acc``; for each key tile j (the "online softmax")::
+query tile keep, per row, the running max ``m``, the running denominator ``l`` (``denom`` in the code)
+and an unnormalised output ``acc``; for each key tile j (the "online softmax")::
 
     S_j   = Q_i K_j^T / sqrt(d)
     m_new = max(m, rowmax(S_j))
