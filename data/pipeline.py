@@ -190,8 +190,7 @@ def build_filters(config: PipelineConfig) -> list[Filter]:
         from data.quality import classify_quality
 
         def quality(document: Document) -> Document | Drop:
-            kwargs = {} if config.quality_model is None else {"model_path": config.quality_model}
-            label, score = classify_quality(document.text, **kwargs)
+            label, score = classify_quality(document.text, model=config.quality_model)
             wiki_probability = score if label == "wiki" else 1.0 - score
             return document if wiki_probability >= config.min_quality_score else Drop("low quality")
 

@@ -199,6 +199,22 @@ def test_local_processes_match_in_process(adapters, tmp_path):
     )
 
 
+def test_quality_filter_threshold(adapters, tmp_path):
+    shards = build_shards(tmp_path / "in")
+    lenient = adapters.run_pipeline(
+        shards["files"], tmp_path / "lenient", **fast_config(quality=True, min_quality_score=0.0)
+    )
+    assert "quality" not in lenient["dropped"]
+    strict = adapters.run_pipeline(
+        shards["files"], tmp_path / "strict", **fast_config(quality=True, min_quality_score=1.0)
+    )
+    before_quality = sum(
+        sum(strict["dropped"][name].values()) for name in ("read", "extract", "language", "gopher")
+    )
+    assert strict["dropped"]["quality"] == {"low quality": strict["documents_in"] - before_quality}
+    assert strict["documents_out"] == 0 and strict["balanced"]
+
+
 # ---- tokenized output ----------------------------------------------------------------------------
 
 
