@@ -97,6 +97,18 @@ def run_train_quality_classifier(positives, negatives, seed=0):
     return train_quality_classifier(positives, negatives, seed=seed)
 
 
+def run_save_quality_model(model, path):
+    from data.quality import save_quality_model
+
+    save_quality_model(model, path)
+
+
+def run_load_quality_model(path):
+    from data.quality import load_quality_model
+
+    return load_quality_model(path)
+
+
 # (end of section: primitives: reading, extraction, language id, pii, harmful, gopher, quality)
 
 
