@@ -348,28 +348,48 @@ def _merge_pair(
 ) -> set[tuple[int, int]]:
     """Replace every ``a b`` by ``new`` in the words that hold it; update the pair counts and the
     index. Returns the pairs that contain ``new`` (the only counts that went up)."""
+    # Only the neighbours of each merged occurrence change: with x a b y becoming x new y, the
+    # pairs (x,a), (a,b), (b,y) lose this word's frequency and (x,new), (new,y) gain it.
+    # ``list.index`` jumps to the next ``a`` at C speed, so long words cost little.
     touched: set[tuple[int, int]] = set()
     for index in where.pop((a, b)):
         word = words[index]
         n = freqs[index]
-        merged: list[int] = []
-        i = 0
         last = len(word) - 1
-        while i <= last:
-            if i < last and word[i] == a and word[i + 1] == b:
-                merged.append(new)
-                i += 2
-            else:
-                merged.append(word[i])
-                i += 1
-        for pair in zip(word, word[1:]):
-            pair_counts[pair] -= n
-        for pair in zip(merged, merged[1:]):
-            pair_counts[pair] += n
-            if new in pair:
-                where[pair].add(index)
-                touched.add(pair)
-        words[index] = merged
+        out: list[int] = []
+        merged = False
+        i = 0  # word[:i] is already in out
+        while True:
+            try:
+                j = word.index(a, i)
+            except ValueError:
+                break
+            if j >= last:
+                break
+            if word[j + 1] != b:
+                out.extend(word[i : j + 1])
+                i = j + 1
+                continue
+            out.extend(word[i:j])
+            if out:
+                x = out[-1]
+                pair_counts[x, a] -= n
+                pair_counts[x, new] += n
+                where[x, new].add(index)
+                touched.add((x, new))
+            if j + 1 < last:
+                y = word[j + 2]
+                pair_counts[b, y] -= n
+                pair_counts[new, y] += n
+                where[new, y].add(index)
+                touched.add((new, y))
+            out.append(new)
+            merged = True
+            i = j + 2
+        if not merged:
+            continue  # a stale index entry: the word no longer holds the pair
+        out.extend(word[i:])
+        words[index] = out
     del pair_counts[(a, b)]
     return touched
 
