@@ -1,0 +1,201 @@
+"""Benchmark attention: our FlashAttention-2 (PyTorch tiled, Triton) against F.scaled_dot_product_attention.
+
+For every (sequence length, head dim) it times forward, backward and forward+backward (best of
+``--iters`` after warm-up, with device synchronisation), and prints milliseconds, achieved TFLOP/s
+and the ratio to SDPA (ours / theirs: below 1 is faster). FLOPs counted as in the FlashAttention
+papers: forward 4 * batch * heads * seq^2 * d (two matmuls), halved when causal; backward 2.5x forward.
+
+On the CPU the sizes are reduced, and the Triton rows are skipped: without a GPU Triton only runs in
+its interpreter, far too slow to time. The PyTorch tiled version loops over tiles in Python, so it is
+skipped beyond ``--max-seq-pytorch``.
+
+Examples::
+
+    python scripts/bench_attention.py                 # CPU: seq 128 256 512, d 16 64, fp32, causal, ~1-2 min
+    python scripts/bench_attention.py --device cuda --seq 128 256 512 1024 2048 4096 8192 16384 \\
+        --d-head 16 32 64 128 --dtypes bfloat16 float32 --batch 1 --heads 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from basics.cli import add_config_arguments, config_from_arguments
+
+
+@dataclass(frozen=True)
+class BenchAttentionConfig:
+    device: str = "auto"  # auto | cpu | cuda
+    seq: tuple[int, ...] | None = None  # sequence lengths; None: 128..16384 (GPU), 128 256 512 (CPU)
+    d_head: tuple[int, ...] | None = None  # head dims; None: 16 32 64 128 (GPU), 16 64 (CPU)
+    dtypes: tuple[str, ...] | None = None  # float32 and/or bfloat16; None: both (GPU), float32 (CPU)
+    batch: int = 1  # batch size
+    heads: int = 4  # attention heads (flattened into the batch axis by our kernels)
+    causal: bool = True  # causal masking
+    warmup: int = 2  # untimed calls
+    iters: int = 5  # timed calls; the fastest is reported
+    max_seq_pytorch: int = 2048  # skip the Python-loop tiled version above this length
+
+
+def resolve_device(name: str) -> torch.device:
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
+    """Fastest wall time of ``fn()`` over ``iters`` calls, in ms, after warm-up, with device synchronisation.
+    The minimum, not the median: on a shared machine it is the run least disturbed by other processes."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return min(times)
+
+
+def forward_flops(batch_heads: int, seq: int, d: int, causal: bool) -> float:
+    return 4 * batch_heads * seq * seq * d / (2 if causal else 1)
+
+
+def implementations(
+    config: BenchAttentionConfig, device: torch.device, seq: int
+) -> dict[str, Callable | str]:
+    """name -> f(q, k, v, is_causal), or a string saying why the row is skipped."""
+    from systems.flash_attention import FlashAttentionPyTorch, FlashAttentionTriton
+
+    return {
+        "ours: flash pytorch": FlashAttentionPyTorch.apply
+        if seq <= config.max_seq_pytorch
+        else f"skipped: Python tile loop, seq > {config.max_seq_pytorch}",
+        "ours: flash triton": FlashAttentionTriton.apply
+        if device.type == "cuda"
+        else "skipped: Triton needs a GPU (the CPU interpreter is not timeable)",
+        "F.sdpa": lambda q, k, v, causal: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
+    }
+
+
+def time_passes(fn: Callable, q, k, v, causal: bool, device, config) -> dict[str, float]:
+    """Times of forward, backward (alone) and forward+backward, in ms."""
+    grad = torch.randn_like(q)
+    qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+
+    def forward():
+        with torch.no_grad():
+            fn(q, k, v, causal)
+
+    def forward_backward():
+        out = fn(qg, kg, vg, causal)
+        out.backward(grad)
+        qg.grad = kg.grad = vg.grad = None
+
+    def backward_only() -> float:  # forward untimed, then time the backward alone
+        out = fn(qg, kg, vg, causal)
+        synchronize(device)
+        start = time.perf_counter()
+        out.backward(grad)
+        synchronize(device)
+        qg.grad = kg.grad = vg.grad = None
+        return (time.perf_counter() - start) * 1e3
+
+    fwd = time_ms(forward, device, config.warmup, config.iters)
+    both = time_ms(forward_backward, device, config.warmup, config.iters)
+    bwd = min(backward_only() for _ in range(config.iters))
+    return {"forward": fwd, "backward": bwd, "forward+backward": both}
+
+
+def run(config: BenchAttentionConfig) -> list[dict]:
+    """One result dict per dtype x head dim x seq x implementation x pass."""
+    device = resolve_device(config.device)
+    on_gpu = device.type == "cuda"
+    seqs = config.seq or ((128, 256, 512, 1024, 2048, 4096, 8192, 16384) if on_gpu else (128, 256, 512))
+    d_heads = config.d_head or ((16, 32, 64, 128) if on_gpu else (16, 64))
+    dtypes = config.dtypes or (("bfloat16", "float32") if on_gpu else ("float32",))
+    results = []
+    for dtype_name in dtypes:
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_name]
+        for d in d_heads:
+            for seq in seqs:
+                shape = (config.batch, config.heads, seq, d)
+                q, k, v = (torch.randn(shape, device=device, dtype=dtype) for _ in range(3))
+                timings: dict[str, dict[str, float] | str] = {}
+                for name, fn in implementations(config, device, seq).items():
+                    if isinstance(fn, str):
+                        timings[name] = fn
+                        continue
+                    try:
+                        timings[name] = time_passes(fn, q, k, v, config.causal, device, config)
+                    except torch.OutOfMemoryError:
+                        timings[name] = "out of memory"
+                        if on_gpu:
+                            torch.cuda.empty_cache()
+                peer = timings["F.sdpa"]
+                flops = forward_flops(config.batch * config.heads, seq, d, config.causal)
+                for name, passes in timings.items():
+                    base = dict(dtype=dtype_name, d=d, seq=seq, impl=name)
+                    if isinstance(passes, str):
+                        results.append({**base, "pass_": "all", "ms": passes})
+                        continue
+                    for pass_name, ms in passes.items():
+                        pass_flops = (
+                            flops * {"forward": 1.0, "backward": 2.5, "forward+backward": 3.5}[pass_name]
+                        )
+                        ratio = (
+                            ms / peer[pass_name] if isinstance(peer, dict) and peer[pass_name] > 0 else None
+                        )
+                        tflops = pass_flops / (ms / 1e3) / 1e12 if ms > 0 else None
+                        results.append(
+                            {**base, "pass_": pass_name, "ms": ms, "tflops": tflops, "ratio": ratio}
+                        )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_config_arguments(parser, BenchAttentionConfig)
+    config = config_from_arguments(BenchAttentionConfig, parser.parse_args())
+    import triton
+
+    results = run(config)
+    print(
+        f"Attention benchmark -- {device_description(resolve_device(config.device))}, torch {torch.__version__}, "
+        f"triton {triton.__version__}, batch {config.batch}, heads {config.heads}, causal {config.causal}, "
+        f"best of {config.iters}"
+    )
+    header = f"{'dtype':<9} {'d':>4} {'seq':>6}  {'implementation':<20} {'pass':<17} {'ms':>10} {'TFLOP/s':>8} {'/ sdpa':>7}"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        lead = f"{r['dtype']:<9} {r['d']:>4} {r['seq']:>6}  {r['impl']:<20} "
+        if isinstance(r["ms"], str):
+            print(lead + r["ms"])
+            continue
+        tflops = f"{r['tflops']:.3g}" if r["tflops"] is not None else "-"
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
+        print(lead + f"{r['pass_']:<17} {r['ms']:>10.3f} {tflops:>8} {ratio:>7}")
+
+
+if __name__ == "__main__":
+    main()
