@@ -57,6 +57,8 @@ class FastTextBackend:
     def harmful_probability(self, text: str) -> float:
         model = _load_fasttext(self.model_path)
         labels, probs = model.predict(" ".join(text.split()), k=-1)  # every label, best first
+        if not labels:
+            return 0.0  # no word the model knows: fastText predicts nothing, so nothing to flag
         scores = {label.removeprefix("__label__"): float(p) for label, p in zip(labels, probs)}
         if self.positive_label not in scores:
             raise ValueError(

@@ -60,7 +60,8 @@ def identify_language(text: str, model_path: str | Path | None = None) -> tuple[
     """``(label, score)`` of the most likely language of ``text``, e.g. ``("en", 0.97)``.
 
     Text without any letter gives ``("unknown", 1.0)``: the model would still name a language,
-    but with nothing to go on its answer means nothing.
+    but with nothing to go on its answer means nothing. The same label comes back when a
+    user-supplied model has no subword features and knows none of the words.
     """
     if not isinstance(text, str):
         raise ValueError(f"identify_language expects str, got {type(text).__name__}")
@@ -69,6 +70,8 @@ def identify_language(text: str, model_path: str | Path | None = None) -> tuple[
     model = load_language_model(str(model_path) if model_path is not None else None)
     line = " ".join(text.split())  # fastText reads one line: fold newlines and runs of spaces
     labels, probs = model.predict(line, k=1)
+    if not labels:  # a model without subwords predicts nothing for text of unknown words
+        return UNKNOWN, 1.0
     label = labels[0].removeprefix("__label__")
     score = min(1.0, max(float(probs[0]), 1e-6))  # fastText's softmax can overshoot 1 by ~1e-5
     return label, score

@@ -31,10 +31,11 @@ def run_extract_text_from_html_bytes(html_bytes):
     return extract_text_from_html_bytes(html_bytes)
 
 
-def run_identify_language(text):
+def run_identify_language(text, **options):
+    """``(label, score)``; options: model_path= (a user's fastText lid.176.bin)."""
     from data.language import identify_language
 
-    return identify_language(text)
+    return identify_language(text, **options)
 
 
 def run_mask_emails(text):
@@ -143,10 +144,10 @@ def run_normalize_text(text):
 def run_minhash_signatures(texts, num_hashes, ngrams, seed=0):
     """``(len(texts), num_hashes)`` integer array: the MinHash signature of each text's word
     n-grams (after normalisation), computed by the fast (vectorised) path."""
-    from data.minhash import make_permutations, minhash_signatures, normalize_text, shingle_hashes
+    from data.minhash import batch_shingle_hashes, make_permutations, minhash_signatures, normalize_text
 
     a, b = make_permutations(num_hashes, seed)
-    return minhash_signatures([shingle_hashes(normalize_text(t), ngrams) for t in texts], a, b)
+    return minhash_signatures(batch_shingle_hashes([normalize_text(t) for t in texts], ngrams), a, b)
 
 
 def run_minhash_signature_reference(text, num_hashes, ngrams, seed=0):

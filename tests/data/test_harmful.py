@@ -89,3 +89,24 @@ def test_missing_fasttext_model_raises(adapters, tmp_path):
         adapters.run_classify_nsfw("text", backend=str(tmp_path / "jigsaw_fasttext_bigrams_nsfw_final.bin"))
     with pytest.raises(ValueError):
         adapters.run_classify_toxic_speech("text", threshold=1.5)
+
+
+@pytest.mark.parametrize(
+    "run, positive, negative",
+    [("run_classify_nsfw", "nsfw", "non-nsfw"), ("run_classify_toxic_speech", "toxic", "non-toxic")],
+)
+def test_user_supplied_fasttext_model(adapters, tmp_path, run, positive, negative):
+    """The Dolma Jigsaw path: a fastText file whose labels are e.g. __label__nsfw / __label__non-nsfw."""
+    from tests.data.fasttext_factory import expected_probabilities, write_fasttext_model
+
+    words = {"naughty": [1.0, 0.0], "explicit": [1.0, 0.0], "flower": [0.0, 1.0], "garden": [0.0, 1.0]}
+    labels = {positive: [5.0, 0.0], negative: [0.0, 5.0]}
+    path = write_fasttext_model(tmp_path / f"jigsaw_{positive}.bin", words, labels)
+    classify = getattr(adapters, run)
+    for text in ["naughty explicit", "flower garden", "naughty explicit garden", "naughty flower garden"]:
+        p = expected_probabilities(text, words, labels)[positive]
+        label, score = classify(text, backend=str(path))
+        assert label == (positive if p >= 0.5 else negative)
+        assert score == pytest.approx(p if p >= 0.5 else 1.0 - p, abs=1e-4)
+    # threshold applies to the fastText probability too: p("naughty explicit garden") = 0.84
+    assert classify("naughty explicit garden", threshold=0.9, backend=str(path))[0] == negative

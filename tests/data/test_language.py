@@ -45,3 +45,22 @@ def test_score_range_and_types(adapters):
         label, score = adapters.run_identify_language(text)
         assert isinstance(label, str) and label
         assert 0.0 < score <= 1.0
+
+
+def test_user_supplied_fasttext_model(adapters, tmp_path):
+    from tests.data.fasttext_factory import expected_probabilities, write_fasttext_model
+
+    words = {"the": [2.0, 0.0], "house": [1.5, 0.5], "der": [0.0, 2.0], "haus": [0.5, 1.5]}
+    labels = {"en": [3.0, 0.0], "de": [0.0, 3.0]}
+    path = write_fasttext_model(tmp_path / "lid.tiny.bin", words, labels)
+    for text, language in [("the house", "en"), ("der haus", "de"), ("the haus der", "de")]:
+        label, score = adapters.run_identify_language(text, model_path=path)
+        assert label == language
+        # fastText adds 1e-5 inside its log-probabilities and stores float32 weights
+        assert score == pytest.approx(expected_probabilities(text, words, labels)[language], abs=1e-4)
+    # a model that maps English words to "de" must flip the answer: the file really is used
+    swapped = write_fasttext_model(tmp_path / "lid.swapped.bin", words, {"de": [3.0, 0.0], "en": [0.0, 3.0]})
+    assert adapters.run_identify_language("the house", model_path=swapped)[0] == "de"
+    assert adapters.run_identify_language("the house")[0] == "en"
+    with pytest.raises(FileNotFoundError):
+        adapters.run_identify_language("the house", model_path=tmp_path / "missing.bin")
