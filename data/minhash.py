@@ -146,6 +146,45 @@ def shingle_hashes(normalized_text: str, ngrams: int) -> UInt64[np.ndarray, " sh
         return np.unique(_fmix64(polynomial))
 
 
+def batch_shingle_hashes(
+    normalized_texts: Sequence[str], ngrams: int
+) -> list[UInt64[np.ndarray, " shingles"]]:
+    """``shingle_hashes`` of many documents in one set of numpy passes over their joined bytes,
+    *unsorted and with repeats* (a signature's minimum does not care; ``jaccard`` takes sets).
+    The fast path of ``find_duplicate_clusters``: no per-document numpy calls."""
+    if ngrams < 1:
+        raise ValueError(f"ngrams must be >= 1, got {ngrams}")
+    result = [np.zeros(0, dtype=np.uint64) for _ in normalized_texts]
+    nonempty = [i for i, text in enumerate(normalized_texts) if text]
+    if not nonempty:
+        return result
+    texts = [normalized_texts[i] for i in nonempty]
+    data = np.frombuffer(" ".join(texts).encode("utf-8"), dtype=np.uint8)
+    spaces = np.flatnonzero(data == 32)
+    word_starts = np.concatenate(([0], spaces + 1))  # (all words,)
+    word_ends = np.concatenate((spaces, [data.size]))
+    words_per_doc = np.array([text.count(" ") + 1 for text in texts], dtype=np.int64)
+    first_word = np.concatenate(([0], np.cumsum(words_per_doc)[:-1]))  # of each document
+    span = np.minimum(ngrams, words_per_doc)  # words per shingle (a short document: all of them)
+    shingles_per_doc = words_per_doc - span + 1
+    doc = np.repeat(np.arange(len(texts)), shingles_per_doc)  # (shingles,) owning document
+    offsets = np.concatenate(([0], np.cumsum(shingles_per_doc)))
+    start_word = first_word[doc] + np.arange(offsets[-1]) - offsets[doc]
+    first, last = word_starts[start_word], word_ends[start_word + span[doc] - 1]  # byte spans
+    with np.errstate(over="ignore"):  # wraparound is the intended arithmetic mod 2^64
+        powers = np.full(data.size, _ROLL_BASE, dtype=np.uint64)
+        powers[0] = 1
+        powers = np.cumprod(powers)
+        inverse_powers = np.full(data.size, _ROLL_BASE_INVERSE, dtype=np.uint64)
+        inverse_powers[0] = 1
+        inverse_powers = np.cumprod(inverse_powers)
+        prefix = np.concatenate(([np.uint64(0)], np.cumsum(data * powers, dtype=np.uint64)))
+        hashes = _fmix64((prefix[last] - prefix[first]) * inverse_powers[first])
+    for i, piece in zip(nonempty, np.split(hashes, offsets[1:-1]), strict=True):
+        result[i] = piece
+    return result
+
+
 def make_permutations(
     num_hashes: int, seed: int = 0
 ) -> tuple[UInt64[np.ndarray, " hashes"], UInt64[np.ndarray, " hashes"]]:
@@ -175,15 +214,16 @@ def minhash_signatures(
     documents: Sequence[np.ndarray],
     a: UInt64[np.ndarray, " hashes"],
     b: UInt64[np.ndarray, " hashes"],
-    chunk_size: int = 1024,
+    chunk_size: int = 8192,
 ) -> UInt32[np.ndarray, "docs hashes"]:
-    """Signatures of many documents at once from their shingle hashes (``shingle_hashes``).
+    """Signatures of many documents at once from their shingle hashes (``shingle_hashes`` or
+    ``batch_shingle_hashes``; repeated hashes are harmless, the minimum ignores them).
 
-    All shingles of the batch are concatenated into one column x; each chunk of rows computes the
-    (shingles, hashes) matrix a x + b (uint64 arithmetic wraps: that is the mod 2^64) and
-    ``np.minimum.reduceat`` takes the minimum per document. The shift by 32 is monotone, so it is
-    applied once to the minima instead of to every entry. Chunks of ~1k rows keep the matrix in
-    cache. Documents without shingles get the all-``EMPTY_SIGNATURE_VALUE`` signature.
+    All shingles of the batch are concatenated into one row x; each chunk of ~8k columns computes
+    the (hashes, shingles) matrix a x + b in one go (uint64 arithmetic wraps: that is the
+    mod 2^64) and ``np.minimum.reduceat`` along the contiguous axis takes each document's
+    minimum. The shift by 32 is monotone, so it is applied once to the minima instead of to every
+    entry. Documents without shingles get the all-``EMPTY_SIGNATURE_VALUE`` signature.
     """
     num_hashes = len(a)
     signatures = np.full((len(documents), num_hashes), EMPTY_SIGNATURE_VALUE, dtype=np.uint32)
@@ -192,29 +232,32 @@ def minhash_signatures(
     if nonempty.size == 0:
         return signatures
     x = np.concatenate([documents[i] for i in nonempty]) >> np.uint64(32)  # (total,) 32-bit keys
-    starts = np.concatenate(([0], np.cumsum(sizes[nonempty])[:-1]))  # first row of each document
+    starts = np.concatenate(([0], np.cumsum(sizes[nonempty])[:-1]))  # first column of each document
     ends = starts + sizes[nonempty]
-    buffer = np.empty((max(chunk_size, int(sizes.max())), num_hashes), dtype=np.uint64)
-    # Walk the rows in chunks cut at document boundaries, so each reduceat sees whole documents.
+    a_column, b_column = a[:, None], b[:, None]
+    buffer = np.empty((num_hashes, max(chunk_size, int(sizes.max()))), dtype=np.uint64)
+    # Walk the columns in chunks cut at document boundaries, so each reduceat sees whole documents.
     doc = 0
     while doc < nonempty.size:
         last = max(int(np.searchsorted(ends, starts[doc] + chunk_size, side="right")), doc + 1)
         lo, hi = int(starts[doc]), int(ends[last - 1])
-        values = buffer[: hi - lo]  # (rows, hashes)
-        np.multiply(x[lo:hi, None], a, out=values)
-        np.add(values, b, out=values)
-        minima = np.minimum.reduceat(values, starts[doc:last] - lo, axis=0)
-        signatures[nonempty[doc:last]] = minima >> np.uint64(32)
+        values = buffer[:, : hi - lo]  # (hashes, shingles)
+        np.multiply(a_column, x[None, lo:hi], out=values)
+        np.add(values, b_column, out=values)
+        minima = np.minimum.reduceat(values, starts[doc:last] - lo, axis=1)  # (hashes, docs)
+        signatures[nonempty[doc:last]] = (minima >> np.uint64(32)).T
         doc = last
     return signatures
 
 
 def jaccard(hashes_a: np.ndarray, hashes_b: np.ndarray) -> float:
-    """True Jaccard similarity of two sorted distinct hash arrays (two empty sets: 0)."""
-    union = len(hashes_a) + len(hashes_b)
+    """True Jaccard similarity of two shingle sets given as hash arrays (repeats allowed;
+    two empty sets: 0)."""
+    set_a, set_b = np.unique(hashes_a), np.unique(hashes_b)
+    union = len(set_a) + len(set_b)
     if union == 0:
         return 0.0
-    inter = np.intersect1d(hashes_a, hashes_b, assume_unique=True).size
+    inter = np.intersect1d(set_a, set_b, assume_unique=True).size
     return inter / (union - inter)
 
 
@@ -312,7 +355,7 @@ def find_duplicate_clusters(
         raise ValueError(f"num_hashes ({num_hashes}) must be a positive multiple of num_bands ({num_bands})")
     if not 0.0 <= jaccard_threshold <= 1.0:
         raise ValueError(f"jaccard_threshold must be in [0, 1], got {jaccard_threshold}")
-    hashed = [shingle_hashes(normalize_text(t), ngrams) for t in texts]
+    hashed = batch_shingle_hashes([normalize_text(t) for t in texts], ngrams)
     nonempty = [i for i, h in enumerate(hashed) if h.size]  # an empty document duplicates nothing
     a, b = make_permutations(num_hashes, seed)
     signatures = minhash_signatures([hashed[i] for i in nonempty], a, b)

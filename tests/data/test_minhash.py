@@ -183,6 +183,12 @@ def test_vectorised_signature_matches_plain_reference(adapters, num_words):
 def test_batched_signatures_equal_one_at_a_time(adapters):
     rng = random.Random(4)
     texts = [" ".join(f"w{rng.randint(0, 300)}" for _ in range(rng.randint(0, 900))) for _ in range(25)]
+    texts[3:3] = [
+        "",
+        "one two",
+        "!!! ...",
+        "Ünïcödé wörds, ñ and 中文 text here, five six",
+    ]  # empty and short ones
     batched = np.asarray(adapters.run_minhash_signatures(texts, 64, 5, seed=1))
     single = np.stack([np.asarray(adapters.run_minhash_signatures([t], 64, 5, seed=1))[0] for t in texts])
     np.testing.assert_array_equal(batched, single)
