@@ -351,4 +351,54 @@ def load_trained_model(checkpoint, model_config):
     load_checkpoint(checkpoint, model)
     return model
 
+
+# -- generation and export --
+def run_generate(
+    model,
+    prompt_ids,
+    max_new_tokens,
+    temperature=1.0,
+    top_p=1.0,
+    eos_token_id=None,
+    use_cache=True,
+    generator=None,
+):
+    """New token ids (batch, new) after equal-length prompts (batch, prompt), or after one list[int] prompt."""
+    from basics.generate import generate
+
+    return generate(
+        model,
+        prompt_ids,
+        max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        eos_token_id=eos_token_id,
+        use_cache=use_cache,
+        generator=generator,
+    )
+
+
+def run_sample_next_token(logits, temperature, top_p, generator=None):
+    """One token id per row of ``logits`` (batch, vocab): temperature (0 = argmax) then top-p."""
+    from basics.generate import sample_next_token
+
+    return sample_next_token(logits, temperature, top_p, generator)
+
+
+def run_generate_text(model, tokenizer, prompt, max_new_tokens, temperature=1.0, top_p=1.0, generator=None):
+    """The decoded continuation of ``prompt`` (without the prompt), stopping before <|endoftext|>."""
+    from basics.generate import generate_text
+
+    return generate_text(
+        model, tokenizer, prompt, max_new_tokens, temperature=temperature, top_p=top_p, generator=generator
+    )
+
+
+def run_export_to_hf_llama(model, tokenizer, out_dir):
+    """Write safetensors + config.json (+ tokenizer files) that transformers.LlamaForCausalLM loads."""
+    from basics.export import export_to_hf_llama
+
+    return export_to_hf_llama(model, tokenizer, out_dir)
+
+
 # (end of section: training job, generation, export)

@@ -1,0 +1,176 @@
+"""Sampling text from a trained TransformerLM: temperature, top-p (nucleus), a key/value cache.
+
+Course handout (CS336 assignment 1), section "Decoding". One step of decoding turns the logits of the
+last position into a distribution and draws the next token from it:
+
+    p = softmax(logits / temperature)           temperature -> 0: greedy (argmax); 1: the model's own p
+    top-p: keep the smallest set of most likely tokens whose probability sums to >= top_p, renormalise
+
+Nucleus sampling is from Holtzman et al., "The Curious Case of Neural Text Degeneration" (2020).
+
+The key/value cache (``model.new_kv_cache()``, see basics/model.py) stores each layer's keys and values
+for the positions seen so far, so after the prompt each new token costs one position instead of the
+whole prefix. Without it every step re-runs the model on the last ``context_length`` tokens. Beyond
+the context window the cached path does the same as the uncached one (it re-encodes the last
+``context_length`` tokens every step), so both paths give the same tokens under greedy decoding.
+
+Simplifications: prompts in a batch must have equal length (no left padding); a row that produced
+``eos_token_id`` keeps it and is padded with ``eos_token_id`` until every row is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+__all__ = ["generate", "generate_text", "sample_next_token"]
+
+ENDOFTEXT = "<|endoftext|>"
+
+
+def sample_next_token(
+    logits: Float[Tensor, "batch vocab"],
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Int[Tensor, " batch"]:
+    """Draw one token id per row from ``softmax(logits / temperature)`` restricted to the top-p nucleus.
+
+    ``temperature == 0`` is greedy decoding (argmax). Computed in fp32 (softmax of bf16 logits is too
+    coarse for small probabilities).
+
+    >>> sample_next_token(torch.tensor([[0.0, 3.0, 1.0]]), temperature=0.0)
+    tensor([1])
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    logits = logits.float()
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits / temperature, dim=-1)  # (batch, vocab)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # A token is in the nucleus if the tokens before it sum to less than top_p; the most likely
+        # token always is (its prefix sum is 0).
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs
+        sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    # multinomial renormalises the kept probabilities.
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    prompt_ids: Int[Tensor, "batch prompt"] | Sequence[int],
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    eos_token_id: int | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> Int[Tensor, "batch new"]:
+    """Continue each prompt by up to ``max_new_tokens`` tokens; returns only the new tokens.
+
+    ``prompt_ids`` is a (batch, prompt) tensor of equal-length prompts, or one prompt as a list of ints
+    (then batch = 1). Generation stops early once every row has produced ``eos_token_id``; a finished
+    row is padded with ``eos_token_id``. ``generator`` (on the model's device) makes sampling
+    reproducible. The model is put in eval mode for the call and restored afterwards.
+    """
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    device = next(model.parameters()).device
+    if isinstance(prompt_ids, Tensor):
+        prompt = prompt_ids.to(device=device, dtype=torch.long)
+        if prompt.dim() == 1:
+            prompt = prompt.unsqueeze(0)
+    else:
+        prompt = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)
+    if prompt.dim() != 2 or prompt.shape[1] == 0:
+        raise ValueError(
+            f"prompt_ids must be a non-empty (batch, prompt) tensor or list; got shape {tuple(prompt.shape)}"
+        )
+    context_length = model.config.context_length
+    batch = prompt.shape[0]
+
+    was_training = model.training
+    model.eval()
+    try:
+        tokens = prompt  # (batch, prompt + generated so far)
+        new: list[Tensor] = []
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
+        cache = None
+        for _ in range(max_new_tokens):
+            if not use_cache:
+                logits = model(tokens[:, -context_length:])[:, -1]  # crop to the context window
+            elif cache is None or cache.length >= context_length:
+                # Prefill (first step, or the window is full: re-encode the last context_length tokens).
+                cache = model.new_kv_cache()
+                logits = model(tokens[:, -context_length:], kv_cache=cache)[:, -1]
+            else:
+                logits = model(tokens[:, -1:], kv_cache=cache)[:, -1]
+            next_token = sample_next_token(logits, temperature, top_p, generator)  # (batch,)
+            if eos_token_id is not None:
+                next_token = torch.where(done, torch.full_like(next_token, eos_token_id), next_token)
+                done |= next_token == eos_token_id
+            new.append(next_token)
+            tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+            if eos_token_id is not None and bool(done.all()):
+                break
+    finally:
+        model.train(was_training)
+    if not new:
+        return torch.empty(batch, 0, dtype=torch.long, device=device)
+    return torch.stack(new, dim=1)  # (batch, new)
+
+
+def _eos_id(tokenizer: Any, eos: str) -> int | None:
+    special_ids = getattr(tokenizer, "special_ids", None)
+    if isinstance(special_ids, dict) and eos in special_ids:
+        return int(special_ids[eos])
+    ids = tokenizer.encode(eos)
+    return int(ids[0]) if len(ids) == 1 else None
+
+
+def generate_text(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompt: str,
+    max_new_tokens: int = 256,
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    eos: str = ENDOFTEXT,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> str:
+    """The text the model writes after ``prompt``, up to (not including) ``eos`` or ``max_new_tokens``.
+
+    An empty prompt starts from ``eos``, i.e. at the beginning of a new document.
+    """
+    eos_id = _eos_id(tokenizer, eos)
+    prompt_ids = tokenizer.encode(prompt) if prompt else []
+    if not prompt_ids:
+        if eos_id is None:
+            raise ValueError(f"empty prompt and the tokenizer has no single id for {eos!r} to start from")
+        prompt_ids = [eos_id]
+    out = generate(
+        model,
+        prompt_ids,
+        max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        eos_token_id=eos_id,
+        use_cache=use_cache,
+        generator=generator,
+    )[0].tolist()
+    if eos_id is not None and eos_id in out:
+        out = out[: out.index(eos_id)]
+    return tokenizer.decode(out)
