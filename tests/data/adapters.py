@@ -25,10 +25,11 @@ def run_read_warc(path, record_types=("response", "conversion")):
     return records, stats.skipped
 
 
-def run_extract_text_from_html_bytes(html_bytes):
+def run_extract_text_from_html_bytes(html_bytes, **options):
+    """Text or None; options: encoding_hint= (the charset from the HTTP header, may be wrong)."""
     from data.extract import extract_text_from_html_bytes
 
-    return extract_text_from_html_bytes(html_bytes)
+    return extract_text_from_html_bytes(html_bytes, **options)
 
 
 def run_identify_language(text, **options):

@@ -100,3 +100,24 @@ def test_random_bytes_without_nul_give_none(adapters):
 def test_plain_text_and_empty(adapters):
     assert adapters.run_extract_text_from_html_bytes(b"just some text, no tags") == "just some text, no tags"
     assert adapters.run_extract_text_from_html_bytes(b"") in ("", None)
+
+
+@pytest.mark.parametrize("encoding, meta", [("cp1251", "windows-1251"), ("koi8-r", None)])
+def test_cyrillic_encodings(adapters, encoding, meta):
+    paragraph = "Привет, как дела? Это русский текст, написанный для проверки кодировки страницы."
+    if meta:
+        html = f'<html><head><meta http-equiv="Content-Type" content="text/html; charset={meta}"></head><body><p>{paragraph}</p></body></html>'
+    else:
+        html = f"<html><body><p>{paragraph}</p></body></html>"
+    assert paragraph in adapters.run_extract_text_from_html_bytes(encode_page(html, encoding))
+
+
+def test_encoding_hint(adapters):
+    paragraph = "Grüße aus Köln, für 5 €."
+    data = encode_page(f"<p>{paragraph}</p>", "cp1252")
+    # a wrong hint that cannot decode the bytes is ignored
+    assert paragraph in adapters.run_extract_text_from_html_bytes(data, encoding_hint="utf-8")
+    # a right hint is used
+    assert paragraph in adapters.run_extract_text_from_html_bytes(data, encoding_hint="windows-1252")
+    # a hint that decodes (every byte is valid latin-1) wins, as in a browser: no euro sign then
+    assert "€" not in adapters.run_extract_text_from_html_bytes(data, encoding_hint="latin-1")

@@ -138,3 +138,15 @@ def test_response_without_http_block_is_skipped(adapters, tmp_path):
     records, skipped = adapters.run_read_warc(tmp_path / "mixed.warc")
     assert [r.url for r in records] == [p.url for p in sample_pages(2)] * 3
     assert skipped == 2
+
+
+@pytest.mark.parametrize("suffix", [".warc.wet", ".warc.wet.gz"])
+def test_wet_with_malformed_and_truncated_records(adapters, tmp_path, suffix):
+    docs = [(f"http://wet{i}.example/", f"Document {i}: some extracted plain text.") for i in range(6)]
+    written = write_wet(
+        tmp_path / f"bad{suffix}", docs, malformed={1: "garbage", 4: "short_block"}, truncate_last=20
+    )
+    records, skipped = adapters.run_read_warc(written.path)
+    assert [r.url for r in records] == written.urls[:5]  # the last document was cut off
+    assert [r.payload for r in records] == written.payloads[:5]
+    assert skipped == 3  # garbage, the oversized record, the truncated tail
