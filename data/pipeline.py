@@ -209,10 +209,16 @@ def build_filters(config: PipelineConfig) -> list[Filter]:
     return filters
 
 
-def apply_filters(document: Document, filters: Sequence[Filter]) -> tuple[Document | None, str, str]:
-    """Run ``document`` through ``filters``: ``(kept document, "", "")`` or ``(None, filter, reason)``."""
+def apply_filters(
+    document: Document, filters: Sequence[Filter], cpu_seconds: dict[str, float] | None = None
+) -> tuple[Document | None, str, str]:
+    """Run ``document`` through ``filters``: ``(kept document, "", "")`` or ``(None, filter, reason)``.
+    With ``cpu_seconds``, each filter's CPU time is added to ``cpu_seconds[filter name]``."""
     for step in filters:
+        start = time.process_time()
         verdict = step.apply(document)
+        if cpu_seconds is not None:
+            cpu_seconds[step.name] = cpu_seconds.get(step.name, 0.0) + time.process_time() - start
         if isinstance(verdict, Drop):
             return None, step.name, verdict.reason
         document = verdict
@@ -234,7 +240,9 @@ class ShardResult:
     bytes_kept: int = 0  # UTF-8 bytes of the kept texts
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # filter -> reason -> count
     metrics: dict[str, dict[str, int]] = field(default_factory=dict)  # filter -> what it changed
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time
+    cpu_seconds: float = 0.0  # CPU time of the task (the honest per-core cost on a shared machine)
+    filter_seconds: dict[str, float] = field(default_factory=dict)  # CPU time per filter
     resumed: bool = False  # True when this run found the shard already done
 
 
@@ -254,7 +262,7 @@ def filter_shard(input_path: str, out_dir: str, config: PipelineConfig) -> Shard
         previous = json.loads(counts_path.read_text())
         if previous.get("fingerprint") == fingerprint:
             return replace(ShardResult(**previous), resumed=True)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     result = ShardResult(shard=name, fingerprint=fingerprint)
     filters = build_filters(config)
     dropped: dict[str, Counter] = {}
@@ -266,7 +274,7 @@ def filter_shard(input_path: str, out_dir: str, config: PipelineConfig) -> Shard
         document = Document(
             record.url, record.record_type, record.payload, record.http_headers.get("Content-Type", "")
         )
-        kept, filter_name, reason = apply_filters(document, filters)
+        kept, filter_name, reason = apply_filters(document, filters, result.filter_seconds)
         if kept is None:
             dropped.setdefault(filter_name, Counter())[reason] += 1
             continue
@@ -279,6 +287,7 @@ def filter_shard(input_path: str, out_dir: str, config: PipelineConfig) -> Shard
     result.dropped = {name: dict(reasons) for name, reasons in dropped.items()}
     result.metrics = {step.name: dict(step.metrics) for step in filters if step.metrics}
     result.seconds = time.perf_counter() - start
+    result.cpu_seconds = time.process_time() - cpu_start
     folder.mkdir(parents=True, exist_ok=True)
     write_atomically(docs_path, (line.encode("utf-8", errors="surrogatepass") for line in lines))
     write_atomically(counts_path, [json.dumps(dataclasses.asdict(result), indent=1).encode()])
@@ -407,7 +416,9 @@ class PipelineReport:
     metrics: dict[str, dict[str, int]] = field(default_factory=dict)  # e.g. pii -> email -> count
     tokens: int = 0
     seconds: float = 0.0  # wall time of the run
-    shard_seconds: float = 0.0  # stage-1 time summed over the shards processed in this run
+    shard_seconds: float = 0.0  # stage-1 CPU time summed over the shards processed in this run
+    filter_seconds: dict[str, float] = field(default_factory=dict)  # ... and per filter
+    dedup_seconds: float = 0.0  # wall time of stage 2 (in the driver)
     documents_processed: int = 0  # stage-1 documents of the shards processed (not resumed) in this run
 
     @property
@@ -417,6 +428,7 @@ class PipelineReport:
 
     @property
     def docs_per_second_per_core(self) -> float:
+        """Stage-1 documents per CPU second (one core's throughput on the filters)."""
         return self.documents_processed / self.shard_seconds if self.shard_seconds else 0.0
 
 
@@ -535,13 +547,17 @@ def run_pipeline(
         if result.resumed:
             report.shards_resumed += 1
         else:
-            report.shard_seconds += result.seconds
+            report.shard_seconds += result.cpu_seconds
+            for name, seconds in result.filter_seconds.items():
+                report.filter_seconds[name] = report.filter_seconds.get(name, 0.0) + seconds
             report.documents_processed += result.documents_in
         with open(out / "filtered" / f"{result.shard}.jsonl", encoding="utf-8", errors="surrogatepass") as f:
             texts[result.shard] = [json.loads(line)["text"] for line in f]
 
     # Stage 2: corpus-wide dedup, then the final text shards.
+    dedup_start = time.perf_counter()
     survivors = deduplicate(texts, config, report)
+    report.dedup_seconds = time.perf_counter() - dedup_start
     (out / "text").mkdir(exist_ok=True)
     for shard, kept in survivors.items():
         report.documents_out += len(kept)

@@ -154,13 +154,15 @@ def bench_pipeline(num_pages: int, num_shards: int, num_workers: int) -> None:
     )
     print(f"{'stage':<32} {'docs':>7} {'seconds':>8} {'docs/s':>8} {'docs/s per core':>16}")
     print(
-        f"{'filter (per shard, summed)':<32} {report.documents_processed:>7} {report.shard_seconds:>8.2f} "
+        f"{'filter (CPU s, shards summed)':<32} {report.documents_processed:>7} {report.shard_seconds:>8.2f} "
         f"{report.documents_processed / report.shard_seconds:>8.1f} {report.docs_per_second_per_core:>16.1f}"
     )
     print(
         f"{'whole run (wall)':<32} {report.documents_in:>7} {report.seconds:>8.2f} "
         f"{report.documents_in / report.seconds:>8.1f} {report.documents_in / report.seconds / cores:>16.1f}"
     )
+    print(f"{'dedup (stage 2, driver)':<32} {report.documents_in:>7} {report.dedup_seconds:>8.2f}")
+    print("CPU seconds per filter: " + ", ".join(f"{k} {v:.2f}" for k, v in report.filter_seconds.items()))
     print(f"kept {report.documents_out} of {report.documents_in}; balanced: {report.balanced}")
     for name, reasons in report.dropped.items():
         print(f"  dropped by {name}: {reasons}")

@@ -47,6 +47,12 @@ def format_report(report: PipelineReport) -> str:
         f"shards {report.shards} (resumed {report.shards_resumed}, failed {len(report.failed)})  "
         f"wall {report.seconds:.1f} s  stage-1 {report.docs_per_second_per_core:,.0f} docs/s per core"
     )
+    if report.filter_seconds:
+        rows.append(
+            "stage-1 CPU seconds per filter: "
+            + ", ".join(f"{name} {seconds:.2f}" for name, seconds in report.filter_seconds.items())
+            + f"; stage-2 dedup {report.dedup_seconds:.2f} s"
+        )
     for shard, error in report.failed.items():
         rows.append(f"FAILED {shard}: {error}")
     return "\n".join(rows)
