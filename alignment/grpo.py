@@ -149,3 +149,142 @@ def grpo_microbatch_train_step(
     if "clipped" in metadata:  # report the clip fraction over response tokens only
         metadata = {**metadata, "clip_fraction": masked_mean(metadata["clipped"].float(), response_mask)}
     return loss.detach(), metadata
+
+
+# ----------------------------------------------------------------------------------------------------
+# The training loop
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    steps: int = 50  # rollout batches (each followed by epochs_per_rollout_batch optimizer steps)
+    prompts_per_step: int = 16  # questions per rollout batch
+    group_size: int = 8  # rollouts per question (G)
+    max_new_tokens: int = 48  # longest sampled response, in tokens
+    temperature: float = 1.0  # sampling temperature for rollouts
+    top_p: float = 1.0  # nucleus sampling for rollouts
+    stop: tuple[str, ...] = ("</answer>",)  # responses are cut after the first stop string
+    loss_type: LossType = "reinforce_with_baseline"  # no_baseline | reinforce_with_baseline | grpo_clip
+    epochs_per_rollout_batch: int = 1  # optimizer steps on each rollout batch (>1: off-policy, use grpo_clip)
+    cliprange: float = 0.2  # epsilon of the clipped surrogate
+    advantage_eps: float = 1e-6  # added to the group std
+    normalize_by_std: bool = True  # divide advantages by the group std
+    microbatch_size: int = 32  # rollouts per forward/backward (gradient accumulation over the batch)
+    learning_rate: float = 1e-4  # constant learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    max_grad_norm: float = 1.0  # gradient clipping threshold
+    eval_every: int = 10  # rollout batches between evaluation callbacks (0: never)
+    seed: int = 0  # question sampling and rollout seed
+
+
+def train_grpo(
+    policy: torch.nn.Module,
+    tokenizer: Any,
+    questions: Sequence[tuple[str, Any]],
+    reward_fn: Callable[[str, Any], dict[str, float]],
+    config: GRPOConfig,
+    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+) -> Iterator[dict[str, float]]:
+    """GRPO on (prompt, ground_truth) pairs; yields one metrics dict per rollout batch.
+
+    Each step samples ``group_size`` rollouts for ``prompts_per_step`` questions, computes group-normalised
+    advantages, records the old log-probs (when the loss needs them), then takes
+    ``epochs_per_rollout_batch`` optimizer steps, each accumulating gradients over microbatches.
+    """
+    from basics.nn_utils import clip_gradients
+    from basics.optim import AdamW
+
+    if not questions:
+        raise ValueError("train_grpo needs at least one (prompt, ground_truth) pair")
+    if config.epochs_per_rollout_batch > 1 and config.loss_type != "grpo_clip":
+        raise ValueError("several epochs per rollout batch are off-policy: use loss_type='grpo_clip'")
+    device = model_device(policy)
+    optimizer = AdamW(
+        policy.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay
+    )
+    rng = random.Random(config.seed)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    rollouts = config.prompts_per_step * config.group_size
+    micro = min(config.microbatch_size, rollouts)
+    accumulation = -(-rollouts // micro)  # ceil
+    needs_old = config.loss_type == "grpo_clip"
+    for step in range(1, config.steps + 1):
+        chosen = [questions[rng.randrange(len(questions))] for _ in range(config.prompts_per_step)]
+        prompts = [p for p, _ in chosen for _ in range(config.group_size)]
+        truths = [t for _, t in chosen for _ in range(config.group_size)]
+        responses = sample_completions(
+            policy,
+            tokenizer,
+            prompts,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            stop=config.stop,
+            batch_size=rollouts,
+            generator=generator,
+        )
+        advantages, raw_rewards, reward_meta = compute_group_normalized_rewards(
+            reward_fn, responses, truths, config.group_size, config.advantage_eps, config.normalize_by_std
+        )
+        # a response that stopped at EOS right away is the EOS token: train on it rather than on nothing
+        eos = eos_text(tokenizer)
+        texts = [r if r else eos for r in responses]
+        batches = []
+        for start in range(0, rollouts, micro):
+            data = tokenize_prompt_and_output(
+                prompts[start : start + micro], texts[start : start + micro], tokenizer
+            )
+            data = {k: v.to(device) for k, v in data.items()}
+            data["advantages"] = advantages[start : start + micro, None].to(device)
+            data["raw_rewards"] = raw_rewards[start : start + micro, None].to(device)
+            if needs_old:
+                with torch.no_grad():
+                    data["old_log_probs"] = get_response_log_probs(policy, data["input_ids"], data["labels"])[
+                        "log_probs"
+                    ]
+            batches.append(data)
+
+        policy.train()
+        loss_total, entropy_sum, clip_sum, tokens = 0.0, 0.0, 0.0, 0
+        for _ in range(config.epochs_per_rollout_batch):
+            optimizer.zero_grad(set_to_none=True)
+            for data in batches:
+                out = get_response_log_probs(
+                    policy, data["input_ids"], data["labels"], return_token_entropy=True
+                )
+                loss, meta = grpo_microbatch_train_step(
+                    out["log_probs"],
+                    data["response_mask"],
+                    accumulation,
+                    config.loss_type,
+                    raw_rewards=data["raw_rewards"],
+                    advantages=data["advantages"],
+                    old_log_probs=data.get("old_log_probs"),
+                    cliprange=config.cliprange,
+                )
+                loss_total += float(loss)
+                mask = data["response_mask"]
+                entropy_sum += float((out["token_entropy"].detach() * mask).sum())
+                if "clip_fraction" in meta:
+                    clip_sum += float(meta["clip_fraction"]) * int(mask.sum())
+                tokens += int(mask.sum())
+            grad_norm = clip_gradients(policy.parameters(), config.max_grad_norm)
+            optimizer.step()
+        policy.eval()
+        metrics = {
+            "step": step,
+            "loss": loss_total / config.epochs_per_rollout_batch,
+            "reward": reward_meta["reward_mean"],
+            "entropy": entropy_sum / max(tokens, 1),
+            "clip_fraction": clip_sum / max(tokens, 1),
+            "response_tokens": tokens / (rollouts * config.epochs_per_rollout_batch),
+            "grad_norm": float(grad_norm),
+        }
+        metrics.update({k: v for k, v in reward_meta.items() if k in ("format_reward", "answer_reward")})
+        if (
+            evaluate is not None
+            and config.eval_every
+            and (step % config.eval_every == 0 or step == config.steps)
+        ):
+            metrics.update(evaluate(policy))
+        yield metrics

@@ -1,7 +1,7 @@
 """Sampling text completions for a batch of prompts, for either model kind (see ``alignment.interop``).
 
 Our ``TransformerLM`` goes through unit 1's ``basics.generate.generate`` (KV cache, temperature, top-p,
-EOS), which needs prompts of equal length: prompts are grouped by token length and each group is
+EOS; temperature 0 is greedy), which needs prompts of equal length: prompts are grouped by token length and each group is
 generated in chunks of ``batch_size``. A Hugging Face causal LM goes through its own ``generate``.
 Any other callable (ids -> logits) gets a plain loop without a cache, which is also the reference the
 tests compare against.
@@ -117,8 +117,6 @@ def _generate_ids(
     if hasattr(model, "new_kv_cache"):  # our TransformerLM: unit 1's cached generation
         from basics.generate import generate
 
-        if temperature <= 0:  # greedy: unit 1's sampler wants a positive temperature; a tiny one is argmax
-            temperature = 1e-6
         return generate(
             model,
             ids,

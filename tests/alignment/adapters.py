@@ -166,3 +166,112 @@ def run_parse_mmlu_response(example: dict, text: str) -> str | None:
     from alignment.rewards import parse_mmlu_response
 
     return parse_mmlu_response(example, text)
+
+
+# ---- sampling and evaluation (alignment/sampling.py, alignment/evaluate.py) ----
+
+
+def run_sample_completions(
+    model, tokenizer, prompts, *, max_new_tokens, temperature=1.0, top_p=1.0, stop=(), seed=0
+):
+    """One decoded completion per prompt, cut at EOS and after the first stop string (kept)."""
+    import torch
+
+    from alignment.interop import model_device
+    from alignment.sampling import sample_completions
+
+    generator = torch.Generator(device=model_device(model)).manual_seed(seed)
+    return sample_completions(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        stop=stop,
+        generator=generator,
+    )
+
+
+def run_wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    from alignment.evaluate import wilson_interval
+
+    return wilson_interval(successes, n)
+
+
+def run_load_gsm8k(path) -> list[dict]:
+    """-> [{"question", "answer"}] with answer the number after '####' (commas removed)."""
+    from alignment.evaluate import load_gsm8k
+
+    return load_gsm8k(path)
+
+
+def run_load_mmlu(path) -> list[dict]:
+    """-> [{"subject", "question", "options": [4 strings], "answer": letter}]."""
+    from alignment.evaluate import load_mmlu
+
+    return load_mmlu(path)
+
+
+def run_evaluate_model(
+    model, tokenizer, prompts, ground_truths, reward_fn, max_new_tokens, output_path
+) -> dict:
+    """Greedy generation + grading; -> {"accuracy", "ci_low", "ci_high", "n", "format_rate", ...};
+    writes one JSONL line per example with prompt, response, ground_truth and the reward keys."""
+    from alignment.evaluate import evaluate_model
+
+    result = evaluate_model(
+        model,
+        tokenizer,
+        prompts,
+        ground_truths,
+        reward_fn,
+        max_new_tokens=max_new_tokens,
+        output_path=output_path,
+    )
+    return result.to_dict()
+
+
+def get_mmlu_reward_fn():
+    from alignment.evaluate import mmlu_reward_fn
+
+    return mmlu_reward_fn
+
+
+# ---- our model, the demo task and the training loops ----
+
+
+def get_transformer_lm(
+    vocab_size, context_length, d_model, num_layers, num_heads, d_ff, rope_theta=10000.0, seed=0
+):
+    """Unit 1's TransformerLM, the model every alignment stage trains."""
+    import torch
+
+    from basics.model import TransformerLM
+
+    torch.manual_seed(seed)
+    return TransformerLM(
+        vocab_size=vocab_size,
+        context_length=context_length,
+        d_model=d_model,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        d_ff=d_ff,
+        rope_theta=rope_theta,
+    )
+
+
+def get_byte_tokenizer():
+    """Unit 1's Tokenizer with the 256 byte tokens, no merges, and <|endoftext|> = 256."""
+    from alignment.tasks import byte_tokenizer
+
+    return byte_tokenizer()
+
+
+def get_addition_problems(count: int, digits: int, seed: int) -> list[dict]:
+    """-> [{"question": "47+85", "answer": "132", "prompt": "...<think>", "solution": " ... </answer>"}]."""
+    import dataclasses
+
+    from alignment.tasks import make_addition_problems
+
+    return [dataclasses.asdict(p) for p in make_addition_problems(count, digits, seed)]
