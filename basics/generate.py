@@ -20,14 +20,24 @@ Simplifications: prompts in a batch must have equal length (no left padding); a 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-__all__ = ["generate", "generate_text", "sample_next_token"]
+__all__ = [
+    "generate",
+    "generate_text",
+    "sample_next_token",
+    "SampleConfig",
+    "load_trained_model",
+    "find_tokenizer_dir",
+]
 
 ENDOFTEXT = "<|endoftext|>"
 
@@ -174,3 +184,75 @@ def generate_text(
     if eos_id is not None and eos_id in out:
         out = out[: out.index(eos_id)]
     return tokenizer.decode(out)
+
+
+# ----------------------------------------------------------------------------- from a training run
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Sampling from a trained model (the flags of scripts/generate.py)."""
+
+    prompt: str = ""  # text to continue ("" = start a new document)
+    max_new_tokens: int = 200  # tokens to generate per sample
+    temperature: float = 0.8  # softmax temperature (0 = greedy)
+    top_p: float = 0.95  # nucleus size (1 = off)
+    num_samples: int = 1  # independent samples of the same prompt
+    seed: int = 0  # sampling seed
+    use_cache: bool = True  # KV cache (same tokens, faster)
+    device: str = "cpu"  # cpu | cuda | cuda:N | mps
+
+
+def _resolve_checkpoint(run: str | os.PathLike) -> Path:
+    from basics.checkpoint import latest_checkpoint
+
+    path = Path(run)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        found = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
+        if found is not None:
+            return found
+        raise FileNotFoundError(f"no checkpoint_<step>.pt in {path} or {path / 'checkpoints'}")
+    raise FileNotFoundError(f"no such run directory or checkpoint: {path}")
+
+
+def load_trained_model(
+    run: str | os.PathLike, device: str = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any], Path]:
+    """The model of a training run (a run directory's latest checkpoint, or a checkpoint file), in eval mode.
+
+    Returns ``(model, config, checkpoint_path)``; ``config`` is the dict stored with the checkpoint
+    (a TrainConfig with a ``model`` entry, or a ModelConfig itself).
+    """
+    from basics.checkpoint import load_checkpoint, read_checkpoint_config
+    from basics.data import check_device
+    from basics.model import ModelConfig, TransformerLM
+
+    checkpoint = _resolve_checkpoint(run)
+    config = read_checkpoint_config(checkpoint)
+    if not isinstance(config, dict):
+        raise ValueError(f"{checkpoint} was saved without a config; cannot rebuild the model")
+    model_fields = config.get("model", config)
+    try:
+        model_config = ModelConfig(**model_fields)
+    except TypeError as error:
+        raise ValueError(f"{checkpoint}: stored config is not a ModelConfig: {error}") from None
+    model = TransformerLM(model_config, device=check_device(device))
+    load_checkpoint(checkpoint, model)
+    return model.eval(), config, checkpoint
+
+
+def find_tokenizer_dir(config: dict[str, Any], run: str | os.PathLike) -> Path | None:
+    """Where a run's tokenizer files (vocab.json, merges.txt) are: beside the run, or beside its data.
+
+    ``basics.prepare`` keeps the tokenizer in ``<prepared dir>/tokenizer`` next to ``train.npy``.
+    """
+    run = Path(run)
+    candidates = [run / "tokenizer", run.parent / "tokenizer", run.parent.parent / "tokenizer"]
+    if config.get("train_data"):
+        candidates.append(Path(config["train_data"]).parent / "tokenizer")
+    for directory in candidates:
+        if (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
+            return directory
+    return None

@@ -1,0 +1,78 @@
+"""Sample text from a trained model.
+
+Give the run directory that scripts/train.py wrote (its latest checkpoint is used) or one checkpoint
+file; the tokenizer is found beside the run or its token arrays, or given with --tokenizer-dir::
+
+    python scripts/generate.py runs/cpu --prompt "The " --max-new-tokens 100
+    python scripts/generate.py runs/cpu/checkpoints/checkpoint_00000500.pt --temperature 0 --num-samples 1
+    python scripts/generate.py runs/tinystories --device cuda --top-p 0.9 --num-samples 4
+
+Prints each sample and the decoding speed (tokens/s). Run with --help for every flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from basics.cli import add_config_arguments, config_from_arguments
+from basics.generate import SampleConfig, find_tokenizer_dir, generate_text, load_trained_model
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run", help="run directory (out_dir of scripts/train.py) or a checkpoint file")
+    parser.add_argument(
+        "--tokenizer-dir", help="directory with vocab.json and merges.txt (default: found from the run)"
+    )
+    add_config_arguments(parser, SampleConfig)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = config_from_arguments(SampleConfig, args)
+    from basics.tokenizer import Tokenizer
+
+    try:
+        model, run_config, checkpoint = load_trained_model(args.run, config.device)
+        tokenizer_dir = (
+            Path(args.tokenizer_dir) if args.tokenizer_dir else find_tokenizer_dir(run_config, args.run)
+        )
+        if tokenizer_dir is None:
+            raise FileNotFoundError("no tokenizer found beside the run; pass --tokenizer-dir")
+        tokenizer = Tokenizer.load(tokenizer_dir)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if "<|endoftext|>" not in tokenizer.special_tokens:
+        tokenizer = Tokenizer(tokenizer.vocab, tokenizer.merges, ["<|endoftext|>", *tokenizer.special_tokens])
+    print(f"checkpoint: {checkpoint}\ntokenizer: {tokenizer_dir}")
+    print(f"model: {model.num_parameters():,} parameters, context {model.config.context_length}")
+    generator = torch.Generator(device=config.device).manual_seed(config.seed)
+    for i in range(config.num_samples):
+        start = time.perf_counter()
+        text = generate_text(
+            model,
+            tokenizer,
+            config.prompt,
+            config.max_new_tokens,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            use_cache=config.use_cache,
+            generator=generator,
+        )
+        elapsed = time.perf_counter() - start
+        n = len(tokenizer.encode(text))
+        print(f"\n--- sample {i + 1} ({n} tokens, {n / elapsed:.1f} tokens/s) ---\n{config.prompt}{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
