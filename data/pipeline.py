@@ -567,6 +567,13 @@ def run_pipeline(
         ]
         report.bytes_out += sum(len(t.encode("utf-8", errors="surrogatepass")) for t in kept)
         write_atomically(out / "text" / f"{shard}.jsonl", encoded)
+    for shard in report.failed:  # outputs of an earlier run would now be stale: remove them
+        for stale in (
+            out / "text" / f"{shard}.jsonl",
+            out / "tokens" / f"{shard}.bin",
+            out / "tokens" / f"{shard}.bin.json",
+        ):
+            stale.unlink(missing_ok=True)
 
     # Stage 3: tokens, one task per shard.
     if config.tokenizer_vocab is not None:

@@ -176,11 +176,13 @@ def test_rerun_resumes_and_a_failing_shard_is_reported(adapters, tmp_path):
     first = adapters.run_pipeline(shards["files"], out, **fast_config())
     assert list(first["failed"]) == ["b.warc"]
     assert first["balanced"] and first["documents_out"] > 0  # a and c went through
+    assert "b.warc" not in adapters.read_pipeline_texts(out)  # no output for a failed shard
     adapters.unblock_pipeline_shard(out, "b.warc")
     second = adapters.run_pipeline(shards["files"], out, **fast_config())
     assert second["failed"] == {} and second["shards_resumed"] == 2  # only b is processed again
     third = adapters.run_pipeline(shards["files"], out, **fast_config())
     assert third["shards_resumed"] == 3
+    assert "b.warc" in adapters.read_pipeline_texts(out)
     for key in ("documents_in", "documents_out", "dropped"):
         assert second[key] == third[key]
     assert third["documents_in"] == third["documents_out"] + total_dropped(third)
