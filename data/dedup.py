@@ -15,6 +15,9 @@ Worked example (two files)::
     a.txt: "hello\\nshared footer\\nunique a\\n"      ->  "hello\\nunique a\\n"
     b.txt: "shared footer\\nunique b\\n"              ->  "unique b\\n"
 
+``repeated_line_hashes`` and ``remove_repeated_lines`` apply the same rule to documents held in
+memory (the pipeline's stage 2); there blank lines -- paragraph breaks -- are not counted.
+
 Simplifications: lines are compared as raw bytes (no decoding, so non-UTF-8 files are fine) with the
 trailing line ending (``\\n`` or ``\\r\\n``) ignored for the comparison but kept in the output; blank
 lines are lines too, so repeated blank lines are removed like any other repeated line; a 64-bit hash

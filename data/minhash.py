@@ -9,10 +9,11 @@ are near-duplicates when the Jaccard similarity of their word n-gram sets is hig
 Steps, each a function below:
 
 1. ``normalize_text``: NFD, drop accents, lowercase, drop punctuation, collapse whitespace.
-2. ``shingle_hashes``: the set of word n-grams ("shingles"), each as a 64-bit hash.
+2. ``shingle_hashes``: the set of word n-grams ("shingles"), each as a 64-bit hash
+   (``batch_shingle_hashes`` does a whole batch of documents in one set of numpy passes).
 3. ``minhash_signatures``: for k seeded hash functions h_i, the signature is
    [min over shingles of h_i]; P[sig_A[i] == sig_B[i]] ≈ J(A, B). All k functions are applied to
-   all shingles of a whole batch of documents in one numpy expression.
+   all shingles of a batch of documents at once, a (k, ~8k shingles) block at a time.
 4. ``lsh_candidate_pairs``: cut the k rows into ``num_bands`` bands of r = k / num_bands rows; two
    documents are candidates if any band matches exactly. P[candidate] = 1 - (1 - J^r)^num_bands,
    an S-curve around J ≈ (1 / num_bands)^(1 / r).
@@ -27,13 +28,16 @@ Choices and simplifications:
   h_i(x) = ((a_i x + b_i) mod 2^64) >> 32 for a 32-bit key x and random 64-bit a_i, b_i. It is
   strongly universal like the textbook (a x + b) mod p, but the "mod" is free uint64 wraparound, so
   numpy needs a multiply, an add and a min per entry (a Mersenne-prime version needs seven passes).
+  Neither family is exactly min-wise independent; the tests check that the agreement rate tracks
+  the true Jaccard as closely as datasketch's does.
 - A shingle's 64-bit hash is a polynomial (Rabin-Karp) hash of its UTF-8 bytes followed by the
   MurmurHash3 finaliser, computed for all shingles of a document with prefix sums, never per string;
   ``string_hash`` and ``shingles`` are the plain references, and tests check they agree. The key x
   of the permutations is the high 32 bits; the exact Jaccard check uses all 64. A polynomial hash
   mod 2^64 has known adversarial collisions (Thue-Morse strings); natural text does not hit them.
 - Fewer words than ``ngrams``: the whole (normalised) document is one shingle; an empty document
-  has no shingles, its signature is all p (never a candidate), and it is never a duplicate.
+  has no shingles, its signature is all ``EMPTY_SIGNATURE_VALUE``, it is left out of LSH and it
+  is never a duplicate.
 - Each input file is one document; files are read as UTF-8 with undecodable bytes replaced (only
   for comparison -- survivors are copied byte for byte).
 """
