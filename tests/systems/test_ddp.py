@@ -13,12 +13,22 @@ global batch. The test process then trains the same model alone on the whole bat
 * communication: a tied weight is reduced once; naive reduces after backward, the overlapped
   variants launch all their all-reduces during backward; bucketing sends one all-reduce per bucket
   (one per parameter for a tiny bucket, one in all for a huge one).
+
+A slow test runs the training job itself: ``torchrun --standalone --nproc_per_node 2 scripts/train.py
+--ddp bucketed --shard-optimizer`` for a few steps on tiny data must end where a single-process run on
+the same global batches ends.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -228,3 +238,53 @@ def test_all_reduce_calls(spawned, reference, variant):
                 low = math.ceil(total_bytes / bucket_bytes)
                 assert all(low <= n < num_params for n in per_step), per_step
             assert during == per_step, "every bucket fills during backward and must be launched then"
+
+
+# ---- the training job under torchrun (issue 4, section 3, last item) ----
+
+TRAIN_FLAGS = [
+    "--vocab-size", "64", "--context-length", "16", "--d-model", "32", "--num-layers", "2",
+    "--num-heads", "2", "--batch-size", "8", "--max-steps", "3", "--warmup-steps", "1",
+    "--learning-rate", "3e-3", "--min-learning-rate", "3e-4", "--checkpoint-interval", "3",
+    "--log-interval", "1", "--device", "cpu", "--no-progress", "--no-compile", "--seed", "0",
+    "--sample-tokens", "0",
+]  # fmt: skip
+
+
+def _run_train_script(tmp_path: Path, name: str, launcher: list[str], extra: list[str]) -> dict:
+    """Run scripts/train.py (through `launcher`, e.g. torchrun) and return its final model state."""
+    out_dir = tmp_path / name
+    script = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
+    data = ["--train-data", str(tmp_path / "train.npy")]
+    command = [sys.executable, *launcher, str(script), *TRAIN_FLAGS, *data, "--out-dir", str(out_dir), *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert completed.returncode == 0, f"{' '.join(command)} failed:\n{completed.stdout}\n{completed.stderr}"
+    logged = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    trained = [m for m in logged if "grad_norm" in m]
+    assert [m["step"] for m in trained] == [1, 2, 3] and all(m["grad_norm"] > 0 for m in trained), logged
+    checkpoints = [
+        p for p in sorted((out_dir / "checkpoints").glob("checkpoint_*.pt")) if ".rank" not in p.name
+    ]
+    assert checkpoints, f"no checkpoint written by {name}"
+    return torch.load(checkpoints[-1], weights_only=True)["model"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "ddp_flags", [["--ddp", "bucketed", "--bucket-size-mb", "0.01", "--shard-optimizer"]]
+)
+def test_torchrun_two_cpu_ranks_match_single_process(tmp_path, ddp_flags):
+    """`torchrun --nproc_per_node 2 scripts/train.py --ddp ...` on the CPU ends with the parameters of a
+    plain single-process run on the same global batches (atol 1e-5: float summation order). This grades
+    the training job's command line, so it runs the script rather than an adapter."""
+    generator = np.random.default_rng(0)
+    np.save(tmp_path / "train.npy", generator.integers(0, 64, size=4000, dtype=np.uint16))
+    single = _run_train_script(tmp_path, "single", [], [])
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    distributed = _run_train_script(tmp_path, "torchrun", launcher, ddp_flags)
+    assert single.keys() == distributed.keys()
+    for name, expected in single.items():
+        torch.testing.assert_close(
+            distributed[name], expected, atol=1e-5, rtol=1e-4, msg=lambda m, name=name: f"{name}: {m}"
+        )
