@@ -50,6 +50,9 @@ from data.dedup import remove_repeated_lines, repeated_line_hashes, write_atomic
 from data.minhash import find_duplicate_clusters, survivor_priority
 
 ENDOFTEXT = "<|endoftext|>"
+# Every filter in the order documents meet them (reports list drops in this order).
+FILTER_ORDER = ("read", "extract", "language", "gopher", "harmful", "quality", "pii")
+FILTER_ORDER += ("exact_dedup", "minhash_dedup", "line_dedup")
 WARC_SUFFIXES = (".warc", ".wet", ".warc.gz", ".wet.gz", ".warc.wet", ".warc.wet.gz")
 
 
@@ -592,5 +595,7 @@ def run_pipeline(
                 report.failed[f"{shards[index]} (tokenize)"] = error
             else:
                 report.tokens += tokens
+    order = [name for name in FILTER_ORDER if name in report.dropped]
+    report.dropped = {name: report.dropped[name] for name in order + sorted(set(report.dropped) - set(order))}
     report.seconds = time.perf_counter() - start
     return report
