@@ -118,4 +118,28 @@ def get_optimizer_state_bytes(optimizer):
     return optimizer_state_bytes(optimizer)
 
 
+def ddp_no_sync(ddp_model):
+    """A context manager: backward passes inside it only accumulate local gradients."""
+    return ddp_model.no_sync()
+
+
+def init_distributed():
+    """The training job's set-up: an object with rank, world_size, local_rank, device, is_distributed."""
+    from systems.ddp import init_distributed
+
+    return init_distributed()
+
+
+def wrap_model(module, variant, bucket_size_mb):
+    """The training job's wrapper: variant in none | naive | overlap | bucketed | torch."""
+    from systems.ddp import wrap_model
+
+    return wrap_model(module, variant, bucket_size_mb)
+
+
+def wrapped_model_on_after_backward(wrapped, optimizer):
+    """After loss.backward() on a wrap_model() result: average gradients over the ranks."""
+    wrapped.finish_gradient_synchronization()
+
+
 # (end of section: distributed: ddp and sharded optimizer)

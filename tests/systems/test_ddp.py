@@ -39,6 +39,8 @@ from tests.systems import dist_utils as du
 STEPS = 3
 LR = 0.1
 # (name, bucket size in MiB or None). 1e-5 MiB is 10 bytes: smaller than any parameter.
+# "-accum": two micro-batches per step, the first inside no_sync (gradient accumulation).
+# "wrap-X": the training job's entry point, wrap_model(model, X).
 VARIANTS = [
     ("naive", None),
     ("individual", None),
@@ -46,6 +48,12 @@ VARIANTS = [
     ("bucketed", 0.002),
     ("bucketed", 0.004),
     ("bucketed", 100.0),
+    ("individual-accum", None),
+    ("bucketed-accum", 0.002),
+    ("wrap-naive", None),
+    ("wrap-overlap", None),
+    ("wrap-bucketed", 0.002),
+    ("wrap-torch", None),
 ]
 
 
@@ -54,21 +62,42 @@ def _variant_id(variant: tuple[str, float | None]) -> str:
     return name if size is None else f"{name}-{size}MiB"
 
 
+def _kind(name: str) -> str:
+    """naive | individual | bucketed | torch: which communication pattern a variant has."""
+    base = name.removeprefix("wrap-").removesuffix("-accum")
+    return {"overlap": "individual"}.get(base, base)
+
+
 def _wrap(adapters, name, bucket_mb, model):
-    if name == "naive":
+    if name.startswith("wrap-"):
+        return adapters.wrap_model(model, name.removeprefix("wrap-"), bucket_mb or 25.0)
+    if _kind(name) == "naive":
         return adapters.get_ddp_naive(model)
-    if name == "individual":
+    if _kind(name) == "individual":
         return adapters.get_ddp_individual_parameters(model)
     return adapters.get_ddp_bucketed(model, bucket_mb)
 
 
 def _after_backward(adapters, name, ddp, optimizer):
-    if name == "naive":
+    if name.startswith("wrap-"):
+        adapters.wrapped_model_on_after_backward(ddp, optimizer)
+    elif _kind(name) == "naive":
         adapters.ddp_naive_on_after_backward(ddp, optimizer)
-    elif name == "individual":
+    elif _kind(name) == "individual":
         adapters.ddp_individual_parameters_on_after_backward(ddp, optimizer)
     else:
         adapters.ddp_bucketed_on_after_backward(ddp, optimizer)
+
+
+def _backward(adapters, name, ddp, inputs, targets):
+    """One step's backward on this rank's data: whole, or as two accumulated micro-batches."""
+    if not name.endswith("-accum"):
+        du.lm_loss(ddp(inputs), targets).backward()
+        return
+    half = inputs.shape[0] // 2
+    with adapters.ddp_no_sync(ddp):
+        (du.lm_loss(ddp(inputs[:half]), targets[:half]) / 2).backward()
+    (du.lm_loss(ddp(inputs[half:]), targets[half:]) / 2).backward()
 
 
 def _train_worker(rank: int, world_size: int, adapters_name: str) -> dict:
@@ -91,7 +120,7 @@ def _train_worker(rank: int, world_size: int, adapters_name: str) -> dict:
         optimizer = torch.optim.SGD(model.parameters(), lr=LR)
         during_backward, per_step, grads0 = [], [], None
         for step in range(STEPS):
-            if name == "bucketed":
+            if _kind(name) == "bucketed" and not name.startswith("wrap-"):
                 adapters.ddp_bucketed_on_train_batch_start(ddp, optimizer)
             inputs, targets = du.global_batch(step)
             inputs, targets = (
@@ -99,8 +128,7 @@ def _train_worker(rank: int, world_size: int, adapters_name: str) -> dict:
                 du.rank_slice(targets, rank, world_size),
             )
             calls[0] = 0
-            loss = du.lm_loss(ddp(inputs), targets)
-            loss.backward()
+            _backward(adapters, name, ddp, inputs, targets)
             during_backward.append(calls[0])
             _after_backward(adapters, name, ddp, optimizer)
             per_step.append(calls[0])
@@ -206,10 +234,12 @@ def test_gradients_are_averaged_and_frozen_parameters_untouched(spawned, referen
         assert torch.equal(final["scale"], start["scale"])
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=_variant_id)
+# torch's DDP reducer calls the C++ collectives directly: nothing to count there.
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if _kind(v[0]) != "torch"], ids=_variant_id)
 def test_all_reduce_calls(spawned, reference, variant):
     key = _variant_id(variant)
     name, bucket_mb = variant
+    name = _kind(name)
     params = _trainable(reference["model"])
     num_params = len(params)  # 7: the tied embedding/lm_head weight counts once
     assert num_params == 7
@@ -238,6 +268,55 @@ def test_all_reduce_calls(spawned, reference, variant):
                 low = math.ceil(total_bytes / bucket_bytes)
                 assert all(low <= n < num_params for n in per_step), per_step
             assert during == per_step, "every bucket fills during backward and must be launched then"
+
+
+# ---- single-process behaviour of the training job's entry points (no spawning) ----
+
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def test_init_distributed_without_torchrun_is_a_single_process(adapters, monkeypatch):
+    for name in TORCHRUN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    info = adapters.init_distributed()
+    assert (info.rank, info.world_size, info.local_rank, info.is_distributed) == (0, 1, 0, False)
+    assert info.device == torch.device("cpu") or info.device.type == "cuda"
+    assert not dist.is_initialized()
+
+
+def test_init_distributed_rejects_an_incomplete_torchrun_environment(adapters, monkeypatch):
+    for name in TORCHRUN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="MASTER"):
+        adapters.init_distributed()
+    assert not dist.is_initialized()
+
+
+@pytest.mark.parametrize("variant", ["none", "naive", "overlap", "bucketed", "torch"])
+def test_wrap_model_without_a_process_group_trains_like_the_bare_model(adapters, variant):
+    """With one process every variant must behave as the plain model (averaging over 1 rank)."""
+    assert not dist.is_initialized()
+    model, bare = du.make_model(seed=3), du.make_model(seed=3)
+    wrapped = adapters.wrap_model(model, variant, 1.0)
+    assert wrapped.module is model
+    inputs, targets = du.global_batch(0)
+    torch.testing.assert_close(wrapped(inputs), bare(inputs), atol=0, rtol=0)
+    du.lm_loss(wrapped(inputs), targets).backward()
+    adapters.wrapped_model_on_after_backward(wrapped, None)
+    du.lm_loss(bare(inputs), targets).backward()
+    for (name, p), q in zip(model.named_parameters(), bare.parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, atol=0, rtol=0)
+
+
+def test_bad_arguments_raise_value_error(adapters):
+    with pytest.raises(ValueError, match="variant"):
+        adapters.wrap_model(du.make_model(seed=0), "allreduce-please", 25.0)
+    with pytest.raises(ValueError, match="bucket_size_mb"):
+        adapters.get_ddp_bucketed(du.make_model(seed=0), 0.0)
 
 
 # ---- the training job under torchrun (issue 4, section 3, last item) ----
