@@ -259,3 +259,28 @@ def bootstrap_chinchilla(
     lows, highs = np.percentile(table, tail, axis=0), np.percentile(table, 100 - tail, axis=0)
     intervals = {k: (float(lo), float(hi)) for k, lo, hi in zip(names, lows, highs)}
     return ChinchillaBootstrap(fit=fit, level=level, num_samples=len(rows), intervals=intervals)
+
+
+def format_chinchilla_report(
+    boot: ChinchillaBootstrap, compute_budgets: Sequence[float] = (1e23, 1e24)
+) -> str:
+    """The fitted law with intervals, the implied optimal split and predictions."""
+    fit, pct = boot.fit, f"{boot.level:.0%}"
+    lines = [
+        f"Chinchilla parametric fit (Huber delta {HUBER_DELTA:g} on log L, L-BFGS from a grid; {fit.num_runs} runs)"
+    ]
+    lines.append(f"  {fit}")
+    lines.append(f"  {pct} bootstrap intervals ({boot.num_samples} resamples):")
+    for name in ("E", "A", "B", "alpha", "beta"):
+        low, high = boot.intervals[name]
+        lines.append(f"    {name:<6} {getattr(fit, name):>10.4g}  [{low:.4g}, {high:.4g}]")
+    low, high = boot.intervals["parameters_exponent"]
+    lines.append(
+        f"  N_opt ~ C^(beta/(alpha+beta)) = C^{fit.parameters_exponent:.4f}  [{low:.4f}, {high:.4f}]"
+    )
+    low, high = boot.intervals["tokens_exponent"]
+    lines.append(f"  D_opt ~ C^(alpha/(alpha+beta)) = C^{fit.tokens_exponent:.4f}  [{low:.4f}, {high:.4f}]")
+    for c in compute_budgets:
+        n, d = fit.compute_optimal(c)
+        lines.append(f"  C = {c:.0e}: N_opt = {float(n):.4g}   D_opt = {float(d):.4g}")
+    return "\n".join(lines)

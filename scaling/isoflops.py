@@ -388,3 +388,23 @@ def plot_isoflops(
         fig.savefig(paths[-1], dpi=120)
         plt.close(fig)
     return paths
+
+
+def format_isoflops_report(fit: IsoFlopsFit, boot: IsoFlopsBootstrap | None = None) -> str:
+    """The fitted laws, the optimum per budget, and predictions (with intervals when given)."""
+    lines = [f"IsoFLOPs fit ({fit.description})"]
+    lines.append(f"{'budget C':>10} {'N_opt':>12} {'D_opt':>12} {'loss':>8}")
+    for p in fit.points:
+        lines.append(f"{p.compute_budget:>10.3g} {p.parameters:>12.4g} {p.tokens:>12.4g} {p.loss:>8.4f}")
+    lines.append(f"N_opt(C) = {fit.parameters_law}")
+    lines.append(f"D_opt(C) = {fit.tokens_law}")
+    if boot is not None:
+        pct = f"{boot.level:.0%}"
+        lines.append(
+            f"exponents with {pct} bootstrap intervals ({boot.num_samples} resamples of the runs within each budget):"
+        )
+        lines.append(f"  a (N_opt ~ C^a) = {boot.parameters_exponent}")
+        lines.append(f"  b (D_opt ~ C^b) = {boot.tokens_exponent}")
+        for c, (n, d) in boot.predictions.items():
+            lines.append(f"  C = {c:.0e}: N_opt = {n}   D_opt = {d}")
+    return "\n".join(lines)
