@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--tokenizer-dir", help="vocab.json/merges.txt for pre-tokenized data (for sampling)")
     parser.add_argument(
+        "--cache-dir", help="cache for corpora, tokenizers, token arrays (default: ~/.cache/lm-from-scratch)"
+    )
+    parser.add_argument(
         "--prepare-only", action="store_true", help="build tokenizer and token arrays, then stop"
     )
     parser.add_argument("--sample-prompt", default="The ", help="prompt for the sample printed at the end")
@@ -83,16 +86,19 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+        from basics.corpus import DEFAULT_CACHE_DIR
         from basics.prepare import prepare_data, resolve_corpus, unigram_entropy
+
+        cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE_DIR
 
         dataset = args.dataset or (None if args.data else PRESET_DATASETS[args.preset])
         try:
-            corpus = resolve_corpus(args.data, dataset)
+            corpus = resolve_corpus(args.data, dataset, cache_dir)
         except (FileNotFoundError, ValueError, ImportError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         say(f"corpus: {corpus.train} ({corpus.train.stat().st_size / 1e6:.1f} MB)")
-        prepared = prepare_data(config.model.vocab_size, corpus, progress=True)
+        prepared = prepare_data(config.model.vocab_size, corpus, cache_dir, progress=is_main)
         tokenizer = prepared.tokenizer
         config = dataclasses.replace(
             config, train_data=str(prepared.train_tokens), val_data=str(prepared.val_tokens)
@@ -142,9 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"final validation loss {result.val_loss:.4f} (perplexity {result.val_perplexity:.2f})")
     say(f"checkpoint: {result.checkpoint}\nmetrics: {result.metrics_path}\nloss curve: {png}")
     if tokenizer is not None and args.sample_tokens > 0 and result.checkpoint is not None:
-        from basics.generate import generate_text
-
         from basics.checkpoint import load_checkpoint
+        from basics.generate import generate_text
 
         model = TransformerLM(config.model)
         load_checkpoint(result.checkpoint, model)
