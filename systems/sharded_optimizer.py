@@ -101,10 +101,12 @@ class ShardedOptimizer(torch.optim.Optimizer):
         self.local_optimizer.step()
         if self.world_size > 1:
             # Every rank takes part in every broadcast; the owner's copy overwrites the others.
+            # Frozen parameters never change, so they are not sent.
             works = [
                 dist.broadcast(param.data, src=self.owner[id(param)], async_op=True)
                 for group in self.param_groups
                 for param in group["params"]
+                if param.requires_grad
             ]
             for work in works:
                 work.wait()
