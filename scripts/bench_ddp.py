@@ -109,10 +109,12 @@ def _allreduce_worker(
         for _ in range(2):
             dist.all_reduce(tensor)
         dist.barrier()
-        start = time.perf_counter()
+        samples = []
         for _ in range(iters):
+            start = time.perf_counter()
             dist.all_reduce(tensor)
-        times[size_mb] = (time.perf_counter() - start) / iters
+            samples.append(time.perf_counter() - start)
+        times[size_mb] = statistics.median(samples)
     return times
 
 
@@ -139,15 +141,18 @@ def _ddp_variants(config: BenchDDPConfig) -> list[tuple[str, str, float]]:
 
 
 def _ddp_worker(rank: int, world_size: int, config: BenchDDPConfig) -> dict[str, dict[str, float]]:
-    results = {}
+    """Every variant gets its own model (wrappers register hooks on it); the variants take turns,
+    one step each per round, so a burst of load from elsewhere on the machine hits them all alike."""
+    runs = []
     for label, variant, bucket_mb in _ddp_variants(config):
         torch.manual_seed(0)
-        model = TransformerLM(_model_config(config))  # fresh model: wrappers register hooks on it
+        model = TransformerLM(_model_config(config))
         ddp = wrap_model(model, variant, bucket_mb) if variant != "none" else model
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        timings: dict[str, list[float]] = {"step": [], "forward+backward": [], "sync wait": []}
-        for step in range(config.warmup_steps + config.steps):
-            inputs, targets = _batch(config, rank, step)
+        runs.append((label, variant, ddp, optimizer, {"step": [], "forward+backward": [], "sync wait": []}))
+    for step in range(config.warmup_steps + config.steps):
+        inputs, targets = _batch(config, rank, step)
+        for _, variant, ddp, optimizer, timings in runs:
             dist.barrier()  # start every step together, so waits measure communication
             start = time.perf_counter()
             logits = ddp(inputs)
@@ -163,9 +168,7 @@ def _ddp_worker(rank: int, world_size: int, config: BenchDDPConfig) -> dict[str,
                 timings["step"].append(end - start)
                 timings["forward+backward"].append(backward_done - start)
                 timings["sync wait"].append(synced - backward_done)
-        results[label] = {name: statistics.mean(values) for name, values in timings.items()}
-        del ddp, model, optimizer
-    return results
+    return {label: {k: statistics.median(v) for k, v in timings.items()} for label, _, _, _, timings in runs}
 
 
 # ---- 3. sharded optimizer memory ----
@@ -238,7 +241,7 @@ def main() -> None:
             seconds = max(result[size] for result in per_rank)
             bus = 2 * (world - 1) / world * size * MB / seconds / 1e9
             rows.append([f"{size:g}", f"{seconds * 1e3:.2f}", f"{bus:.2f}"])
-        print(f"\nall-reduce (fp32, sum, {world} ranks, mean of {config.allreduce_iters})")
+        print(f"\nall-reduce (fp32, sum, {world} ranks, median of {config.allreduce_iters})")
         print(_table(["size MiB", "time ms", "bus GB/s"], rows))
 
     model_config = _model_config(config)
@@ -265,7 +268,7 @@ def main() -> None:
             f"\nDDP step time: TransformerLM d_model={config.d_model} layers={config.num_layers} "
             f"({num_params / 1e6:.1f}M parameters in {num_tensors} tensors, {num_params * 4 / MB:.0f} MiB of fp32 "
             f"gradients), batch {config.batch_size}x{config.context_length} per rank, AdamW, "
-            f"mean of {config.steps} steps (slowest rank)"
+            f"median of {config.steps} steps (slowest rank)"
         )
         print(_table(["variant", "step ms", "fwd+bwd ms", "sync wait ms", "step / torch DDP"], rows))
 
