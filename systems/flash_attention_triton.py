@@ -235,8 +235,15 @@ def _launch_settings(q: Tensor) -> dict:
         # 64 x 64 tiles; halve the key tile for wide fp32 heads so the tiles fit in shared memory.
         k_tile = 32 if (q.element_size() == 4 and d_block > 64) else 64
         tiles = dict(Q_TILE=64, K_TILE=k_tile, num_warps=4 if d_block <= 64 else 8, num_stages=2)
-        precision = "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+        if q.dtype not in _TL_DTYPES:
+            raise ValueError(f"flash_attention_triton: unsupported dtype {q.dtype}; use fp32, bf16 or fp16")
         dot_dtype = _TL_DTYPES[q.dtype]
+        # input_precision matters for fp32 operands only; 16-bit ones use the tensor cores as they are.
+        precision = (
+            ("tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee")
+            if q.dtype == torch.float32
+            else None
+        )
     else:
         tiles = dict(Q_TILE=16, K_TILE=16)
         precision = "ieee"
@@ -246,17 +253,25 @@ def _launch_settings(q: Tensor) -> dict:
     return dict(D_BLOCK=d_block, DOT_PRECISION=precision, DOT_DTYPE=dot_dtype, **tiles)
 
 
-def _check_same_device(*tensors: Tensor) -> None:
+def _check_tensors(kernel, *tensors: Tensor) -> None:
+    """Same device for all; CPU tensors only when triton runs its interpreter (TRITON_INTERPRET=1)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
     devices = {t.device for t in tensors}
     if len(devices) != 1:
         raise ValueError(
             f"flash_attention_triton: tensors are on different devices {sorted(map(str, devices))}"
         )
+    if not tensors[0].is_cuda and not isinstance(kernel, InterpretedFunction):
+        raise ValueError(
+            f"flash_attention_triton: got {tensors[0].device} tensors; the kernels need CUDA tensors, or "
+            "TRITON_INTERPRET=1 set before triton is imported to run them on the CPU"
+        )
 
 
 def flash_forward_triton(q: Tensor, k: Tensor, v: Tensor, is_causal: bool = False) -> tuple[Tensor, Tensor]:
     """q (batch, Nq, d), k, v (batch, Nk, d) -> (O like q, L (batch, Nq) fp32)."""
-    _check_same_device(q, k, v)
+    _check_tensors(_flash_forward_kernel, q, k, v)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     batch, n_queries, d = q.shape
     n_keys = k.shape[1]
@@ -277,7 +292,7 @@ def flash_backward_triton(
     q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, grad_out: Tensor, is_causal: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The backward kernels: returns (dq, dk, dv) like (q, k, v)."""
-    _check_same_device(q, k, v, out, lse, grad_out)
+    _check_tensors(_flash_backward_dq_kernel, q, k, v, out, lse, grad_out)
     q, k, v, grad_out = q.contiguous(), k.contiguous(), v.contiguous(), grad_out.contiguous()
     lse = lse.contiguous()
     batch, n_queries, d = q.shape

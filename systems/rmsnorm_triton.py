@@ -95,15 +95,23 @@ def _block_size_and_warps(H: int) -> tuple[int, int]:
     return block_size, num_warps
 
 
-def _check_same_device(*tensors: Tensor) -> None:
+def _check_tensors(kernel, *tensors: Tensor) -> None:
+    """Same device for all; CPU tensors only when triton runs its interpreter (TRITON_INTERPRET=1)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
     devices = {t.device for t in tensors}
     if len(devices) != 1:
         raise ValueError(f"rmsnorm_triton: tensors are on different devices {sorted(map(str, devices))}")
+    if not tensors[0].is_cuda and not isinstance(kernel, InterpretedFunction):
+        raise ValueError(
+            f"rmsnorm_triton: got {tensors[0].device} tensors; the kernels need CUDA tensors, or "
+            "TRITON_INTERPRET=1 set before triton is imported to run them on the CPU"
+        )
 
 
 def rmsnorm_forward_triton(x: Tensor, g: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     """``x`` contiguous (rows, H), ``g`` (H,) -> (y (rows, H) in x's dtype, r (rows,) fp32)."""
-    _check_same_device(x, g)
+    _check_tensors(_rmsnorm_forward_kernel, x, g)
     rows, H = x.shape
     block_size, num_warps = _block_size_and_warps(H)
     y = torch.empty_like(x)
@@ -125,7 +133,7 @@ def _num_backward_programs(rows: int, device: torch.device) -> int:
 
 def rmsnorm_backward_triton(dy: Tensor, x: Tensor, g: Tensor, rstd: Tensor) -> tuple[Tensor, Tensor]:
     """``dy``, ``x`` contiguous (rows, H), ``g`` (H,), ``rstd`` (rows,) -> (dx like x, dg like g)."""
-    _check_same_device(dy, x, g, rstd)
+    _check_tensors(_rmsnorm_backward_kernel, dy, x, g, rstd)
     rows, H = x.shape
     block_size, num_warps = _block_size_and_warps(H)
     programs = _num_backward_programs(rows, x.device)
