@@ -217,6 +217,21 @@ def test_quality_filter_threshold(adapters, tmp_path):
     assert strict["documents_out"] == 0 and strict["balanced"]
 
 
+def test_bad_inputs_are_clear_errors(adapters, tmp_path):
+    shards = build_shards(tmp_path / "in")
+    with pytest.raises(FileNotFoundError):
+        adapters.run_pipeline([tmp_path / "missing.warc"], tmp_path / "out", **fast_config())
+    with pytest.raises(ValueError):  # a tokenizer needs both files
+        adapters.run_pipeline(
+            shards["files"], tmp_path / "out", **fast_config(tokenizer_vocab=str(tmp_path / "v.json"))
+        )
+    with pytest.raises(ValueError):  # outputs are named after inputs: names must differ
+        (tmp_path / "other").mkdir()
+        copy = tmp_path / "other" / "a.warc.gz"
+        copy.write_bytes(shards["files"][0].read_bytes())
+        adapters.run_pipeline([shards["files"][0], copy], tmp_path / "out", **fast_config())
+
+
 # ---- tokenized output ----------------------------------------------------------------------------
 
 
