@@ -29,6 +29,8 @@ from torch import Tensor
 
 from alignment.interop import eos_text, model_device
 from alignment.sft import ALPACA_TEMPLATE, get_response_log_probs, tokenize_prompt_and_output
+from basics.nn_utils import clip_gradients
+from basics.optim import AdamW
 
 PLAIN_TEMPLATE = "{prompt}{response}"  # the prompt already holds its own template (e.g. R1-Zero)
 
@@ -140,9 +142,6 @@ def train_dpo(
 
     Reference log-probs are computed once for every pair before training (the reference never changes).
     """
-    from basics.nn_utils import clip_gradients
-    from basics.optim import AdamW
-
     if not pairs:
         raise ValueError("train_dpo needs at least one (prompt, chosen, rejected) triple")
     template = ALPACA_TEMPLATE if config.alpaca_template else PLAIN_TEMPLATE
@@ -177,7 +176,12 @@ def train_dpo(
         loss.backward()
         grad_norm = clip_gradients(policy.parameters(), config.max_grad_norm)
         optimizer.step()
-        metrics = {"step": step, "loss": float(loss), "lr": lr, **{k: float(v) for k, v in stats.items()}}
+        metrics = {
+            "step": step,
+            "loss": float(loss.detach()),
+            "lr": lr,
+            **{k: float(v) for k, v in stats.items()},
+        }
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
         if (

@@ -19,12 +19,20 @@ rollouts sampled with the policy being trained (no separate inference engine).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Literal
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
+
+from alignment.interop import eos_text, model_device
+from alignment.sampling import sample_completions
+from alignment.sft import get_response_log_probs, tokenize_prompt_and_output
+from basics.nn_utils import clip_gradients
+from basics.optim import AdamW
 
 LossType = Literal["no_baseline", "reinforce_with_baseline", "grpo_clip"]
 
@@ -191,9 +199,6 @@ def train_grpo(
     advantages, records the old log-probs (when the loss needs them), then takes
     ``epochs_per_rollout_batch`` optimizer steps, each accumulating gradients over microbatches.
     """
-    from basics.nn_utils import clip_gradients
-    from basics.optim import AdamW
-
     if not questions:
         raise ValueError("train_grpo needs at least one (prompt, ground_truth) pair")
     if config.epochs_per_rollout_batch > 1 and config.loss_type != "grpo_clip":

@@ -34,6 +34,8 @@ from alignment.interop import (
     model_logits,
     pad_token_id,
 )
+from basics.nn_utils import clip_gradients
+from basics.optim import AdamW, lr_cosine_schedule
 
 ALPACA_TEMPLATE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the "
@@ -248,9 +250,6 @@ def train_sft(
     Reuses unit 1's AdamW, cosine schedule and gradient clipping. Yields one metrics dict per step (with
     the output of ``evaluate(model)`` merged in every ``eval_every`` steps and at the last step).
     """
-    from basics.nn_utils import clip_gradients
-    from basics.optim import AdamW, lr_cosine_schedule
-
     if not examples:
         raise ValueError("train_sft needs at least one (prompt, response) example")
     if config.batch_size % config.gradient_accumulation_steps:

@@ -275,3 +275,49 @@ def get_addition_problems(count: int, digits: int, seed: int) -> list[dict]:
     from alignment.tasks import make_addition_problems
 
     return [dataclasses.asdict(p) for p in make_addition_problems(count, digits, seed)]
+
+
+def run_train_sft(
+    model, tokenizer, examples, steps: int, batch_size: int, learning_rate: float
+) -> list[dict]:
+    """SFT on (prompt, response) pairs (EOS appended to responses); -> one metrics dict per step with "loss"."""
+    from alignment.sft import SFTConfig, train_sft
+
+    config = SFTConfig(
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        min_learning_rate=learning_rate / 10,
+        warmup_steps=min(5, steps),
+        eval_every=0,
+    )
+    return list(train_sft(model, tokenizer, examples, config))
+
+
+def run_train_grpo(policy, tokenizer, questions, reward_fn, **config) -> list[dict]:
+    """GRPO on (prompt, ground_truth) pairs; config keys are GRPOConfig fields (steps, group_size,
+    prompts_per_step, max_new_tokens, learning_rate, loss_type, epochs_per_rollout_batch, ...);
+    -> one metrics dict per rollout batch with "reward", "entropy", "clip_fraction", "response_tokens"."""
+    from alignment.grpo import GRPOConfig, train_grpo
+
+    return list(train_grpo(policy, tokenizer, questions, reward_fn, GRPOConfig(eval_every=0, **config)))
+
+
+def run_train_dpo(
+    policy, reference, tokenizer, pairs, steps: int, beta: float, learning_rate: float
+) -> list[dict]:
+    """DPO on (prompt, chosen, rejected) triples, prompts used as is; -> metrics per step with
+    "loss", "reward_accuracy", "reward_margin"."""
+    from alignment.dpo import DPOConfig, train_dpo
+
+    config = DPOConfig(
+        steps=steps, batch_size=8, beta=beta, learning_rate=learning_rate, warmup_steps=1, eval_every=0
+    )
+    return list(train_dpo(policy, reference, tokenizer, pairs, config))
+
+
+def run_preference_accuracy(model, tokenizer, pairs) -> float:
+    """Share of (prompt, chosen, rejected) triples with log p(chosen + EOS) > log p(rejected + EOS)."""
+    from alignment.dpo import preference_metrics
+
+    return preference_metrics(model, tokenizer, pairs)["preference_accuracy"]
