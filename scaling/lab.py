@@ -264,6 +264,10 @@ class Ledger:
             db.execute("INSERT INTO charges VALUES (?, ?, ?)", (key, cost, time.time()))
             return cost
 
+    def is_charged(self, request: LabRequest) -> bool:
+        with self._transaction() as db:
+            return db.execute("SELECT 1 FROM charges WHERE key = ?", (request.key(),)).fetchone() is not None
+
     def cached(self, request: LabRequest) -> LabResult | None:
         with self._transaction() as db:
             row = db.execute(
@@ -450,7 +454,7 @@ class SweepConfig:
     sizes_per_budget: int = 6  # shapes trained per budget (nearest to the guess in log N)
     tokens_per_parameter: float = 20.0  # guess of the optimum: N* = sqrt(C / (6 * ratio))
     batch_size: int = 16  # sequences per step for every run
-    learning_rate: float = 3e-3  # peak learning rate for every run
+    learning_rate: float = 1e-2  # peak learning rate for every run (tiny models like it high)
 
 
 def select_shapes(
@@ -497,10 +501,8 @@ def run_sweep(
     charges nothing twice: finished runs come from the cache, charged-but-unfinished ones run free.
     The whole sweep's cost is checked up front so a sweep that cannot finish does not start."""
     runner = runner if runner is not None else TrainingRunner(config)
-    pending = [r for r in requests if ledger.cached(r) is None]
-    with ledger._transaction() as db:
-        charged = {row[0] for row in db.execute("SELECT key FROM charges")}
-    new_cost = sum(r.train_flops for r in {r.key(): r for r in pending if r.key() not in charged}.values())
+    unpaid = {r.key(): r for r in requests if not ledger.is_charged(r)}  # duplicates pay once
+    new_cost = sum(r.train_flops for r in unpaid.values())
     remaining = ledger.remaining()
     if new_cost > remaining:
         raise BudgetExceeded(
