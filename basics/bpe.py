@@ -3,9 +3,12 @@
 Follows the course handout, section 2 (BPE tokenizer training), which follows GPT-2 (Radford et
 al., 2019) and Sennrich et al. (2016). The algorithm, on a worked example::
 
-    corpus "low low lower"     pre-tokens {"low": 2, " low": 1... } as byte sequences
-    count adjacent pairs (weighted by pre-token frequency), merge the most frequent one into a new
-    token, repeat until the vocabulary has ``vocab_size`` entries.
+    text "low low lower"  ->  pre-tokens "low", " low", " lower" (once each), as bytes
+    pair counts: (l,o) 3, (o,w) 3, (" ",l) 2, (w,e) 1, (e,r) 1
+    merge 1: (o,w)  -- tied with (l,o) at 3; the greater pair wins
+    merge 2: (l,ow) 3;  merge 3: (" ",low) 2;  then ties at 1 ...
+
+and so on until the vocabulary has ``vocab_size`` entries.
 
 Rules, exactly as the handout states them:
 

@@ -248,6 +248,8 @@ class Tokenizer:
         return ids
 
     def _encode_items(self, items: Iterable[tuple[list[str], str | None]]) -> Iterator[list[int]]:
+        """Ids for each ``(pre-tokens, special)`` item; each distinct pre-token goes through
+        :meth:`_bpe` once, then the cache answers."""
         cache = self._cache
         for pretokens, special in items:
             out: list[int] = []
