@@ -9,7 +9,8 @@ extra code::
 
 Field ``max_steps: int = 100`` becomes ``--max-steps 100``; a bool field becomes
 ``--name/--no-name``; ``tuple[...]`` and ``list[...]`` fields take several values; the help text is
-the field's ``help`` metadata, or its name when there is none. Nested dataclass fields are
+the field's ``help`` metadata, else the field's trailing ``# comment`` in the class source (the
+style every config here follows), else its name. Nested dataclass fields are
 skipped: the script adds their flags from the nested class (with a ``prefix``).
 """
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import re
 import types
 import typing
 from pathlib import Path
@@ -47,6 +50,24 @@ def _parse_optional(inner: type) -> Any:
     return parse
 
 
+_FIELD_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+?)\s*$")
+
+
+def field_comments(config_cls: type) -> dict[str, str]:
+    """``{field: comment}`` from lines like ``max_steps: int = 1000  # optimizer steps`` in the class
+    body (and its bases); empty when the source is unavailable."""
+    comments: dict[str, str] = {}
+    for cls in reversed(config_cls.__mro__):
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):
+            continue
+        for line in source.splitlines():
+            if match := _FIELD_COMMENT.match(line):
+                comments[match.group(1)] = match.group(2)
+    return comments
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, prefix: str = "") -> None:
     """Add one flag per field of ``config_cls`` (a dataclass) to ``parser``.
 
@@ -54,6 +75,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, pref
     flags a user gave from the ones they did not (presets fill the rest).
     """
     hints = typing.get_type_hints(config_cls)
+    comments = field_comments(config_cls)
     group = parser.add_argument_group(config_cls.__name__)
     for field in dataclasses.fields(config_cls):
         if not field.init:
@@ -64,10 +86,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, pref
         default = field.default if field.default is not dataclasses.MISSING else None
         if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             default = field.default_factory()  # type: ignore[misc]
-        help_text = field.metadata.get("help", field.name.replace("_", " "))
+        help_text = field.metadata.get("help") or comments.get(field.name, field.name.replace("_", " "))
+        help_text = help_text.replace("%", "%%")  # argparse formats help strings
         help_text = f"{help_text} (default: {default!r})"
         flag = _flag(prefix + field.name)
-        kwargs: dict[str, Any] = {"dest": prefix + field.name, "default": argparse.SUPPRESS, "help": help_text}
+        kwargs: dict[str, Any] = {
+            "dest": prefix + field.name,
+            "default": argparse.SUPPRESS,
+            "help": help_text,
+        }
         origin = typing.get_origin(tp)
         choices = None
         if origin is typing.Literal:
@@ -85,7 +112,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, pref
             raise TypeError(f"{config_cls.__name__}.{field.name}: no CLI mapping for type {tp!r}")
 
 
-def config_from_arguments(config_cls: type, args: argparse.Namespace, base: Any = None, prefix: str = "") -> Any:
+def config_from_arguments(
+    config_cls: type, args: argparse.Namespace, base: Any = None, prefix: str = ""
+) -> Any:
     """Build ``config_cls`` from parsed flags; fields the user did not give come from ``base``
     (a preset instance) or the dataclass defaults."""
     hints = typing.get_type_hints(config_cls)

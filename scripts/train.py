@@ -12,7 +12,7 @@ unigram baseline, save a loss curve and sample some text::
     python scripts/train.py --resume                          # continue the run in --out-dir
     torchrun --nproc_per_node 2 scripts/train.py --ddp bucketed --train-data a.npy --val-data b.npy
 
-Run `python scripts/train.py --help` for every flag.
+Run `python scripts/train.py --help` for every flag (defaults shown are the config classes'; the preset overrides them).
 """
 
 from __future__ import annotations
