@@ -1,17 +1,18 @@
 """Benchmark our BPE tokenizer against Hugging Face tokenizers and tiktoken, in one run.
 
 Training: our ``train_bpe`` vs HF's ``BpeTrainer`` (ByteLevel pre-tokenizer, same special token,
-same corpus, same vocab size), each in a fresh subprocess; wall time of the training call and the
-peak RSS of the whole process tree (sampled with psutil), and CPU seconds (user + system, all
-threads and child processes) -- on a shared machine the CPU column is the steadier one. Encoding: our tokenizer (``encode`` on
-the whole text, ``encode_iterable`` over the file, ``encode_file`` with 1 and N processes) vs
-tiktoken and HF tokenizers built from *our* vocabulary; MB/s of UTF-8 input, and a check that all
-produce the same ids. Ratios are ours / HF (training time: lower is better; throughput: higher).
+same corpus, same vocab size), each in a fresh subprocess: wall time of the training call, CPU
+seconds (user + system, all threads and child processes; on a shared machine the steadier
+number), and peak memory of the process tree (PSS, so pages shared by forked workers count once).
+Encoding: our tokenizer (``encode`` on the whole text, ``encode_iterable`` over the file,
+``encode_file`` with 1 and N processes) vs tiktoken and HF tokenizers built from *our*
+vocabulary: MB/s of UTF-8 input, and a check that all produce the same ids. Ratios are ours / HF
+(training time: lower is better; throughput: higher is better).
 
-Examples (2-core CPU)::
+Examples (2-core CPU; add --encode-mb 5 to shorten the encoding half)::
 
     python scripts/bench_tokenizer.py                       # built-in 2 MB corpus, vocab 5000: ~1 min
-    python scripts/bench_tokenizer.py --include-source --vocab-size 10000 --min-mb 20   # 27 MB: ~3 min
+    python scripts/bench_tokenizer.py --include-source --vocab-size 10000 --min-mb 20   # 27 MB: ~4 min
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ print(json.dumps({"seconds": seconds, "vocab": tok.get_vocab_size()}))
 
 def run_measured(code: str, *args: str) -> tuple[dict, float, float]:
     """Run ``python -c code args``; return (its JSON output, CPU seconds of it and its children,
-    peak RSS in MB of its whole process tree, sampled every 20 ms)."""
+    peak memory in MB of its whole process tree: PSS where the OS reports it, sampled every 50 ms)."""
     import psutil
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -77,12 +78,15 @@ def run_measured(code: str, *args: str) -> tuple[dict, float, float]:
             while not done.is_set():
                 total = 0
                 for p in [root, *root.children(recursive=True)]:
-                    try:
-                        total += p.memory_info().rss
-                    except psutil.Error:
-                        pass
+                    try:  # PSS: shared pages (forked workers) split between the sharers
+                        total += p.memory_full_info().pss
+                    except (psutil.Error, AttributeError):
+                        try:
+                            total += p.memory_info().rss
+                        except psutil.Error:
+                            pass
                 peak = max(peak, total)
-                time.sleep(0.02)
+                time.sleep(0.05)
         except psutil.Error:
             pass
 
@@ -256,7 +260,7 @@ def main() -> None:
                 )
             )
 
-    header = ("task", "implementation", "wall", "CPU", "peak RSS", "ours / HF (wall)", "(CPU)")
+    header = ("task", "implementation", "wall", "CPU", "peak PSS", "ours / HF (wall)", "(CPU)")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
