@@ -201,6 +201,16 @@ def test_encode_file_matches_encode(basics_adapters, tokenizer, validation_text,
     assert [int(i) for i in ids] == tokenizer.encode(validation_text * 3)
 
 
+def test_encode_file_without_special_tokens(basics_adapters, trained, validation_text, tmp_path):
+    """No special token to cut at: one chunk, same ids as encode."""
+    tok = basics_adapters.get_tokenizer(*trained)
+    path = tmp_path / "plain.txt"
+    text = validation_text[:30_000]
+    path.write_text(text, encoding="utf-8")
+    ids = basics_adapters.run_encode_file(tok, str(path), 2)
+    assert [int(i) for i in ids] == tok.encode(text)
+
+
 def test_bad_files(basics_adapters, tmp_path, trained):
     with pytest.raises(FileNotFoundError):
         basics_adapters.get_tokenizer_from_files(tmp_path / "nope.json", tmp_path / "nope.txt")

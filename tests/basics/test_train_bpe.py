@@ -150,3 +150,11 @@ def test_bad_input(adapters, tmp_path):
     with pytest.raises(ValueError) as excinfo:
         adapters.run_train_bpe(str(path), 300, [""])
     one_line_error(excinfo)
+
+
+def test_invalid_utf8_is_a_clear_error(adapters, tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("caf\u00e9 ol\u00e9 ".encode("latin-1") * 10)
+    with pytest.raises(ValueError) as excinfo:
+        adapters.run_train_bpe(str(path), 300, [ENDOFTEXT])
+    assert "UTF-8" in one_line_error(excinfo)
