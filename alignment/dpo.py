@@ -194,3 +194,44 @@ def train_dpo(
             policy.train()
         yield metrics
     policy.eval()
+
+
+def sample_preference_pairs(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[tuple[str, Any, str, str]],
+    reward_fn: Callable[[str, Any], dict[str, float]],
+    *,
+    samples_per_prompt: int = 4,
+    max_new_tokens: int = 60,
+    temperature: float = 1.0,
+    stop: Sequence[str] = ("</answer>",),
+    generator: torch.Generator | None = None,
+) -> tuple[list[tuple[str, str, str]], dict[str, int]]:
+    """On-policy preference data: for each ``(prompt, ground_truth, fallback_chosen, fallback_rejected)``,
+    sample responses, pair a correct one (chosen) with an incorrect one (rejected); when the samples are
+    all correct or all wrong, the fallback (e.g. the worked solution / a corrupted one) fills the gap.
+
+    Returns the (prompt, chosen, rejected) triples and counts of how many sides came from the policy."""
+    from alignment.sampling import sample_completions
+
+    prompts = [e[0] for e in examples for _ in range(samples_per_prompt)]
+    responses = sample_completions(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        stop=stop,
+        generator=generator,
+    )
+    pairs, counts = [], {"policy_chosen": 0, "policy_rejected": 0}
+    for i, (prompt, truth, fallback_chosen, fallback_rejected) in enumerate(examples):
+        group = responses[i * samples_per_prompt : (i + 1) * samples_per_prompt]
+        rewards = [float(reward_fn(r, truth)["reward"]) for r in group]
+        good = [r for r, w in zip(group, rewards) if w > 0.5]
+        bad = [r for r, w in zip(group, rewards) if w <= 0.5]
+        counts["policy_chosen"] += bool(good)
+        counts["policy_rejected"] += bool(bad)
+        pairs.append((prompt, good[0] if good else fallback_chosen, bad[0] if bad else fallback_rejected))
+    return pairs, counts

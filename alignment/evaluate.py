@@ -223,3 +223,31 @@ def evaluate_model(
                 record.update({k: float(v) for k, v in score.items()})
                 f.write(json.dumps(record) + "\n")
     return result
+
+
+def make_evaluator(
+    tokenizer: Any,
+    prompts: Sequence[str],
+    ground_truths: Sequence[Any],
+    reward_fn: RewardFn,
+    *,
+    max_new_tokens: int,
+    prefix: str = "heldout_",
+    batch_size: int = 128,
+) -> Callable[[Any], dict[str, float]]:
+    """A callback ``model -> {prefix + "accuracy", prefix + "ci_low", ...}`` (greedy decoding) for the
+    training loops' ``evaluate`` argument."""
+
+    def evaluate(model: Any) -> dict[str, float]:
+        result = evaluate_model(
+            model,
+            tokenizer,
+            prompts,
+            ground_truths,
+            reward_fn,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+        )
+        return {prefix + k: float(v) for k, v in result.to_dict().items() if k != "n"}
+
+    return evaluate

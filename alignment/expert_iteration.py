@@ -31,7 +31,7 @@ class ExpertIterationConfig:
     iterations: int = 5  # sample -> filter -> SFT rounds
     questions_per_iteration: int = 128  # questions sampled per round
     samples_per_question: int = 4  # responses per question
-    max_new_tokens: int = 48  # longest sampled response, in tokens
+    max_new_tokens: int = 60  # longest sampled response, in tokens
     temperature: float = 1.0  # sampling temperature
     stop: tuple[str, ...] = ("</answer>",)  # responses are cut after the first stop string
     sft_steps: int = 50  # SFT optimizer steps per round

@@ -168,7 +168,7 @@ class GRPOConfig:
     steps: int = 50  # rollout batches (each followed by epochs_per_rollout_batch optimizer steps)
     prompts_per_step: int = 16  # questions per rollout batch
     group_size: int = 8  # rollouts per question (G)
-    max_new_tokens: int = 48  # longest sampled response, in tokens
+    max_new_tokens: int = 60  # longest sampled response, in tokens
     temperature: float = 1.0  # sampling temperature for rollouts
     top_p: float = 1.0  # nucleus sampling for rollouts
     stop: tuple[str, ...] = ("</answer>",)  # responses are cut after the first stop string

@@ -106,3 +106,74 @@ def byte_tokenizer() -> Any:
     vocab = {i: bytes([i]) for i in range(256)}
     vocab[256] = b"<|endoftext|>"
     return Tokenizer(vocab, [], ["<|endoftext|>"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Task data for the stage scripts
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    task: str = (
+        "addition"  # "addition" (generated here) or a GSM8K-format JSONL file (question/answer "#### N")
+    )
+    eval_task: str | None = None  # GSM8K-format JSONL for held-out evaluation (None: split it off the task)
+    digits: int = 2  # operand digits for the addition task
+    train_size: int = 4000  # training questions
+    eval_size: int = 300  # held-out questions
+    full_prompt: bool = False  # use the full R1-Zero system prompt (default for GSM8K files)
+    data_seed: int = 0  # data generation seed
+
+
+@dataclass(frozen=True)
+class TaskData:
+    train: list[Problem]
+    heldout: list[Problem]
+
+
+def load_task(config: TaskConfig) -> TaskData:
+    """Training and held-out problems for ``config`` (held-out questions never appear in training)."""
+    from alignment.rewards import R1_ZERO_PROMPT
+
+    if config.task == "addition":
+        template = R1_ZERO_PROMPT if config.full_prompt else SHORT_R1_ZERO_PROMPT
+        heldout = make_addition_problems(
+            config.eval_size, config.digits, config.data_seed + 1_000_003, template
+        )
+        exclude = {p.question for p in heldout}
+        train = make_addition_problems(config.train_size, config.digits, config.data_seed, template, exclude)
+        return TaskData(train, heldout)
+    problems = read_gsm8k_problems(config.task)
+    if config.eval_task is not None:
+        return TaskData(
+            problems[: config.train_size], read_gsm8k_problems(config.eval_task)[: config.eval_size]
+        )
+    if len(problems) <= config.eval_size:
+        raise ValueError(
+            f"{config.task}: {len(problems)} problems leave nothing to train on after {config.eval_size} held out"
+        )
+    random.Random(config.data_seed).shuffle(problems)
+    return TaskData(problems[config.eval_size :][: config.train_size], problems[: config.eval_size])
+
+
+def read_gsm8k_problems(path: str | Path) -> list[Problem]:
+    """GSM8K-format JSONL as R1-Zero problems; the reasoning before ``####`` becomes the worked solution."""
+    from alignment.rewards import R1_ZERO_PROMPT, gsm8k_ground_truth
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"task file not found: {path} (use --task addition or a GSM8K-format JSONL)")
+    problems = []
+    for line_number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if "question" not in record or "answer" not in record:
+            raise ValueError(f"{path}:{line_number}: needs 'question' and 'answer' keys")
+        answer = gsm8k_ground_truth(record["answer"])
+        reasoning = record["answer"].split("####")[0].strip()
+        prompt = R1_ZERO_PROMPT.format(question=record["question"])
+        problems.append(
+            Problem(record["question"], answer, prompt, f" {reasoning} </think> <answer>{answer}</answer>")
+        )
+    return problems

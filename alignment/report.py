@@ -1,0 +1,54 @@
+"""Small reporting helpers for the stage scripts: a before/after table as text and a metric curve PNG.
+
+Library code does not print; these return strings or write files, and the scripts show them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def format_table(rows: Sequence[dict[str, object]]) -> str:
+    """A plain-text table with one column per key of the first row; floats get 3 decimals."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    cells = [
+        [f"{row.get(k, ''):.3f}" if isinstance(row.get(k), float) else str(row.get(k, "")) for k in keys]
+        for row in rows
+    ]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    lines = ["  ".join(k.ljust(w) for k, w in zip(keys, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def save_curve(
+    history: Sequence[dict[str, float]],
+    keys: Sequence[str],
+    path: str | Path,
+    title: str,
+    x_key: str = "step",
+) -> Path:
+    """Plot ``keys`` of ``history`` (skipping steps that lack them) against ``x_key`` into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a server
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in keys:
+        points = [(h[x_key], h[key]) for h in history if key in h]
+        if points:
+            ax.plot(*zip(*points), marker="o" if len(points) < 30 else None, label=key)
+    ax.set_xlabel(x_key)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
