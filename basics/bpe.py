@@ -150,36 +150,65 @@ class PreTokenizer:
         return items, text[end - held :]
 
 
-def find_chunk_boundaries(path: str | Path, num_chunks: int, split_token: bytes) -> list[int]:
+def find_chunk_boundaries(
+    path: str | Path, num_chunks: int, split_token: bytes, special_tokens: Sequence[str] = ()
+) -> list[int]:
     """Byte offsets ``[0, ..., file size]`` cutting ``path`` into about ``num_chunks`` pieces,
     each cut placed just before an occurrence of ``split_token`` (found by seeking to the even
-    split points and scanning forward). Fewer pieces come back if the token is rare."""
+    split points and scanning forward). Fewer pieces come back if the token is rare.
+
+    With ``special_tokens`` given, a cut is kept only where the longest-first special-token
+    match really starts (not inside a longer special such as ``<|endoftext|><|endoftext|>``)."""
     size = os.path.getsize(path)
     if num_chunks <= 1 or size == 0 or not split_token:
         return [0, size]
+    encoded = sorted((t.encode("utf-8") for t in special_tokens), key=len, reverse=True)
+    specials_re = regex.compile(b"|".join(map(regex.escape, encoded))) if encoded else None
     step = size // num_chunks
     cuts = [0]
     with open(path, "rb") as f:
         for i in range(1, num_chunks):
             position = max(i * step, cuts[-1] + 1)
-            f.seek(position)
-            window = b""
             while True:
-                block = f.read(1 << 16)
-                if not block:
-                    position = size
+                position = _find(f, position, split_token, size)
+                if position >= size or specials_re is None:
                     break
-                window = window[-(len(split_token) - 1) :] + block if len(split_token) > 1 else block
-                found = window.find(split_token)
-                if found >= 0:
-                    position = f.tell() - len(window) + found
+                if _special_starts_at(f, position, specials_re, len(encoded[0])):
                     break
+                position += 1
             if position >= size:
                 break
-            if position > cuts[-1]:
-                cuts.append(position)
+            cuts.append(position)
     cuts.append(size)
     return cuts
+
+
+def _find(f, position: int, token: bytes, size: int) -> int:
+    """Offset of the first ``token`` at or after ``position`` (``size`` when there is none)."""
+    f.seek(position)
+    window = b""
+    while True:
+        block = f.read(1 << 16)
+        if not block:
+            return size
+        window = window[len(window) - (len(token) - 1) :] + block if len(token) > 1 else block
+        found = window.find(token)
+        if found >= 0:
+            return f.tell() - len(window) + found
+
+
+def _special_starts_at(f, position: int, specials_re, max_len: int) -> bool:
+    """Does a longest-first special-token scan have a match starting exactly at ``position``?
+    Scans from ``max_len - 1`` bytes before it: no earlier match can reach ``position``."""
+    start = max(0, position - max_len + 1)
+    f.seek(start)
+    window = f.read(position - start + max_len)
+    for match in specials_re.finditer(window):
+        if match.start() + start == position:
+            return True
+        if match.end() + start > position:
+            return False  # a match that starts earlier covers the position
+    return False
 
 
 def iter_file_text(path: str | Path, start: int = 0, end: int | None = None) -> Iterator[str]:
@@ -222,7 +251,7 @@ def count_pretokens(
         if num_processes > 1
         else -(-size // _MAX_CHUNK_BYTES)
     )
-    cuts = find_chunk_boundaries(input_path, num_chunks, split_token.encode("utf-8"))
+    cuts = find_chunk_boundaries(input_path, num_chunks, split_token.encode("utf-8"), special_tokens)
     jobs = [(str(input_path), a, b, list(special_tokens)) for a, b in zip(cuts[:-1], cuts[1:])]
     if num_processes == 1 or len(jobs) == 1 or size < (1 << 20):
         results: Iterable[Counter[str]] = map(_count_pretokens, jobs)

@@ -288,7 +288,7 @@ class Tokenizer:
         num_processes = num_processes or os.cpu_count() or 1
         split = "<|endoftext|>" if "<|endoftext|>" in self.special_ids else (self.special_tokens or [""])[0]
         num_chunks = num_processes * 4 if num_processes > 1 else 1
-        cuts = find_chunk_boundaries(path, num_chunks, split.encode("utf-8"))
+        cuts = find_chunk_boundaries(path, num_chunks, split.encode("utf-8"), self.special_tokens)
         jobs = [(str(path), a, b) for a, b in zip(cuts[:-1], cuts[1:])]
         if num_processes == 1 or len(jobs) == 1:
             parts = [_encode_range(self, job, dtype) for job in jobs]

@@ -211,6 +211,17 @@ def test_encode_file_without_special_tokens(basics_adapters, trained, validation
     assert [int(i) for i in ids] == tok.encode(text)
 
 
+def test_encode_file_never_cuts_inside_a_special(basics_adapters, trained, tmp_path):
+    """Chunks are cut before "<|endoftext|>"; with the doubled token also special, a cut between
+    its two halves would change the ids. Many short documents make such a cut likely."""
+    tok = basics_adapters.get_tokenizer(*trained, [ENDOFTEXT, DOUBLE])
+    text = "".join(f"doc {i} x" + (DOUBLE if i % 3 else ENDOFTEXT + DOUBLE) for i in range(3000))
+    path = tmp_path / "double.txt"
+    path.write_text(text, encoding="utf-8")
+    ids = basics_adapters.run_encode_file(tok, str(path), 2)
+    assert [int(i) for i in ids] == tok.encode(text)
+
+
 def test_bad_files(basics_adapters, tmp_path, trained):
     with pytest.raises(FileNotFoundError):
         basics_adapters.get_tokenizer_from_files(tmp_path / "nope.json", tmp_path / "nope.txt")
