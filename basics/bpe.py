@@ -51,8 +51,8 @@ import regex
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 PRETOKEN_RE = regex.compile(GPT2_PATTERN)
 
-_BLOCK_CHARS = 1 << 20  # pre-tokenize streamed text in blocks of about this many characters
-_READ_BYTES = 4 << 20  # read files in blocks of this many bytes
+_BLOCK_CHARS = 1 << 19  # pre-tokenize streamed text in blocks of about this many characters
+_READ_BYTES = 1 << 19  # read files in blocks of this many bytes (small blocks: lower peak memory)
 _MAX_CHUNK_BYTES = 16 << 20  # no worker chunk larger than this (when specials allow cutting)
 
 
