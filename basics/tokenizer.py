@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from basics.bpe import (
     train_bpe,
     train_bpe_reference,
 )
+
+if TYPE_CHECKING:
+    from basics.corpus import CorpusPaths
 
 __all__ = [
     "Tokenizer",
@@ -364,7 +368,7 @@ class TokenizerTrainConfig:
 def load_or_train_default_tokenizer(
     out_dir: str | Path,
     vocab_size: int = 10_000,
-    corpus_paths=None,
+    corpus_paths: CorpusPaths | str | Path | None = None,
     special_tokens: Iterable[str] = ("<|endoftext|>",),
     *,
     num_processes: int | None = None,
@@ -373,7 +377,8 @@ def load_or_train_default_tokenizer(
     """The tokenizer saved in ``out_dir`` if it has this ``vocab_size`` and these special
     tokens; otherwise train one on the training split of ``corpus_paths`` (a
     ``basics.corpus.CorpusPaths``, a text file path, or None for the built-in corpus), save it
-    to ``out_dir`` and return it. About 5 s for vocab 10,000 on the built-in corpus (2 cores)."""
+    to ``out_dir`` and return it. About 5 s for vocab 10,000 on the built-in corpus (2 cores).
+    The corpus of a saved tokenizer is not checked: delete ``out_dir`` to retrain on another."""
     out_dir = Path(out_dir)
     specials = list(special_tokens)
     if (out_dir / VOCAB_FILE).is_file() and (out_dir / MERGES_FILE).is_file():
