@@ -149,22 +149,29 @@ def optimal_point(runs: Sequence[Run], method: Method = "minimum") -> OptimalPoi
         return OptimalPoint(run.compute_budget, run.parameters, run.final_loss)
     if method != "parabola":
         raise ValueError(f"unknown method {method!r}; expected 'minimum' or 'parabola'")
-    sizes = sorted({r.parameters for r in runs})
+    # A resampled budget may hold the same size twice: average them, they add no new point.
+    by_size: dict[float, list[float]] = {}
+    for r in runs:
+        by_size.setdefault(r.parameters, []).append(r.final_loss)
+    sizes = sorted(by_size)
     if len(sizes) < 3:
         raise ValueError(
             f"a parabola needs 3 or more distinct sizes per budget, got {len(sizes)} at C={runs[0].compute_budget:g}"
         )
+    losses = [float(np.mean(by_size[n])) for n in sizes]
+    best = int(np.argmin(losses))
     # Up to two neighbours on each side of the minimum: a parabola is a local model of the valley.
-    lo = max(0, min(best - 2, len(runs) - 5))
-    window = runs[lo : lo + 5]
-    x = np.log([r.parameters for r in window])
-    y = np.array([r.final_loss for r in window])
-    c2, c1, c0 = np.polyfit(x, y, 2)
+    lo = max(0, min(best - 2, len(sizes) - 5))
+    x = np.log(sizes[lo : lo + 5])
+    y = np.array(losses[lo : lo + 5])
+    centre = x.mean()  # fit in centred coordinates: better conditioned than raw log N
+    c2, c1, c0 = np.polyfit(x - centre, y, 2)
     if c2 <= 0:  # no valley: fall back to the lowest run
-        run = runs[best]
-        return OptimalPoint(run.compute_budget, run.parameters, run.final_loss)
-    vertex = float(np.clip(-c1 / (2 * c2), x.min(), x.max()))
-    return OptimalPoint(runs[0].compute_budget, math.exp(vertex), float(c2 * vertex**2 + c1 * vertex + c0))
+        return OptimalPoint(runs[0].compute_budget, sizes[best], losses[best])
+    vertex = float(np.clip(-c1 / (2 * c2), x.min() - centre, x.max() - centre))
+    return OptimalPoint(
+        runs[0].compute_budget, math.exp(vertex + centre), float(c2 * vertex**2 + c1 * vertex + c0)
+    )
 
 
 def optimal_points(runs: Iterable[Run], method: Method = "minimum") -> list[OptimalPoint]:

@@ -429,9 +429,12 @@ def query(request: LabRequest, ledger: Ledger, config: LabConfig, runner: Runner
 # ----------------------------------------------------------------------------------------------
 # The IsoFLOPs sweep
 
-# (d_model, num_layers, num_heads): non-embedding N from about 4 thousand to 2 million.
+# (d_model, num_layers, num_heads): non-embedding N from about 2 thousand to 3 million.
 DEFAULT_SHAPES: tuple[tuple[int, int, int], ...] = (
+    (8, 1, 2),
+    (12, 1, 2),
     (16, 1, 2),
+    (20, 1, 2),
     (24, 1, 2),
     (32, 1, 2),
     (32, 2, 2),
@@ -452,7 +455,9 @@ class SweepConfig:
 
     budgets: tuple[float, ...] = (1e10, 3e10, 1e11)  # compute budgets C (FLOPs, 6ND)
     sizes_per_budget: int = 6  # shapes trained per budget (nearest to the guess in log N)
-    tokens_per_parameter: float = 20.0  # guess of the optimum: N* = sqrt(C / (6 * ratio))
+    # Guess of the optimum, N* = sqrt(C / (6 * ratio)). Chinchilla's ratio is about 20; at this tiny
+    # scale, where the output head (left out of N) outweighs the blocks, the optimum sits near 60.
+    tokens_per_parameter: float = 60.0
     batch_size: int = 16  # sequences per step for every run
     learning_rate: float = 1e-2  # peak learning rate for every run (tiny models like it high)
 
