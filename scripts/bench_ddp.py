@@ -10,7 +10,7 @@ Spawns ``--world-size`` gloo ranks (2 by default) on this machine and prints thr
    behind backward. The ratio column is step time / torch DDP's step time;
 3. ShardedOptimizer vs plain AdamW: optimizer-state bytes and peak resident memory per rank.
 
-Example (about 2-4 minutes on 2 cores)::
+Example (6 minutes on a busy 2-core machine, less when it is idle)::
 
     python scripts/bench_ddp.py
     python scripts/bench_ddp.py --sections ddp --num-layers 4 --bucket-sizes-mb 0.5 5 50
