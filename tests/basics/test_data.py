@@ -210,3 +210,22 @@ def test_tokenized_corpus_feeds_get_batch(adapters, tmp_path):
         # Each row is a window of the token stream and y is that window moved one token on.
         windows = np.lib.stride_tricks.sliding_window_view(flat, 17)
         assert ((windows[:, :16] == row_x) & (windows[:, 1:] == row_y)).all(axis=1).any()
+
+
+def test_tokenize_to_array_with_the_bpe_tokenizer_equals_encoding_the_whole_text(adapters, tmp_path):
+    # With a real BPE tokenizer that knows <|endoftext|> as a special token, encoding document by
+    # document in parallel chunks gives the ids of encoding the whole file at once, plus a final eos.
+    vocab = {i: bytes([i]) for i in range(256)}
+    merges = [(b"t", b"h"), (b"th", b"e"), (b" ", b"t"), (b"h", b"e"), (b" t", b"he"), (b"i", b"n")]
+    for a, b in merges:
+        vocab[len(vocab)] = a + b
+    tokenizer = adapters.get_tokenizer(vocab, merges, [EOS])
+    cafe = "caf\u00e9 "
+    documents = [f"the {i}th other thing in there, {cafe * (i % 3)}then" for i in range(40)]
+    text = _write_corpus(tmp_path / "a.txt", documents)
+    array = adapters.run_tokenize_to_array(
+        text, tokenizer, tmp_path / "t.npy", num_processes=2, chunk_bytes=200
+    )
+    eos_id = tokenizer.encode(EOS)[0]
+    expected = tokenizer.encode(text.read_text(encoding="utf-8")) + [eos_id]
+    np.testing.assert_array_equal(np.asarray(array), np.asarray(expected))
