@@ -334,9 +334,13 @@ def train(config: TrainConfig, callback: Callable[[dict], None] | None = None) -
         for micro in range(config.grad_accum_steps):
             lo = micro * micro_batch + rank * local_batch
             x, y = x_all[lo : lo + local_batch], y_all[lo : lo + local_batch]
-            with autocast():
-                loss = cross_entropy(forward(x), y) / config.grad_accum_steps
-            loss.backward()
+            # Under DDP only the last micro-batch communicates; the others accumulate locally.
+            last = micro == config.grad_accum_steps - 1
+            sync = contextlib.nullcontext() if last or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
+            with sync:
+                with autocast():
+                    loss = cross_entropy(forward(x), y) / config.grad_accum_steps
+                loss.backward()
             loss_sum += loss.item()
         if hasattr(wrapped, "finish_gradient_synchronization"):
             wrapped.finish_gradient_synchronization()

@@ -351,7 +351,11 @@ def _run_train_script(tmp_path: Path, name: str, launcher: list[str], extra: lis
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "ddp_flags", [["--ddp", "bucketed", "--bucket-size-mb", "0.01", "--shard-optimizer"]]
+    "ddp_flags",
+    [
+        ["--ddp", "bucketed", "--bucket-size-mb", "0.01", "--shard-optimizer"],
+        ["--ddp", "overlap", "--grad-accum-steps", "2"],  # accumulation: only the last micro-batch syncs
+    ],
 )
 def test_torchrun_two_cpu_ranks_match_single_process(tmp_path, ddp_flags):
     """`torchrun --nproc_per_node 2 scripts/train.py --ddp ...` on the CPU ends with the parameters of a
