@@ -124,6 +124,12 @@ def model_config_for(request: LabRequest, config: LabConfig):
     )
 
 
+def result_settings(config: LabConfig) -> dict:
+    """The lab fields a run's loss depends on (besides the request): a ledger is bound to them."""
+    keys = ("vocab_size", "context_length", "train_data", "val_data", "seed", "eval_batches")
+    return {k: getattr(config, k) for k in keys}
+
+
 def plan_run(request: LabRequest, config: LabConfig) -> RunPlan:
     """Validate ``request`` and work out its steps; raises ``ValueError`` naming the bad field."""
     for name, low, high in (
@@ -238,6 +244,23 @@ class Ledger:
             db.execute("COMMIT")
         finally:
             db.close()
+
+    def bind(self, settings: dict) -> None:
+        """Tie the ledger to the lab settings its results depend on (data, vocabulary, context...):
+        the first call records them, later calls must match, so a cached result never answers a
+        request made under other settings."""
+        text = json.dumps(settings, sort_keys=True)
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE name = 'settings'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('settings', ?)", (text,))
+            elif row[0] != text:
+                old, new = json.loads(row[0]), settings
+                changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                raise ValueError(
+                    f"ledger {self.path} holds results made with other lab settings ({', '.join(changed)}); "
+                    "use another ledger file"
+                )
 
     def spent(self) -> float:
         with self._transaction() as db:
@@ -403,6 +426,7 @@ def query(request: LabRequest, ledger: Ledger, config: LabConfig, runner: Runner
     Raises ``ValueError`` for an invalid request and :class:`BudgetExceeded` when it does not fit.
     """
     plan = plan_run(request, config)
+    ledger.bind(result_settings(config))
     hit = ledger.cached(request)
     if hit is not None:
         return hit

@@ -136,6 +136,14 @@ def run_bootstrap_isoflops(records, compute_budgets, num_samples=200, level=0.9,
     }
 
 
+def run_plot_isoflops(records, out_dir, method="minimum") -> list:
+    """Save the IsoFLOP curves and the N_opt / D_opt vs C plots (fit extrapolated to 1e24); return paths."""
+    from scaling.isoflops import fit_isoflops, plot_isoflops
+
+    runs = _runs(records)
+    return plot_isoflops(runs, fit_isoflops(runs, method), out_dir, extrapolate_to=1e24)
+
+
 # (end of section: IsoFLOPs fit)
 
 

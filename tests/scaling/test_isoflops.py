@@ -110,3 +110,11 @@ def test_bootstrap_intervals(adapters):
     (n, n_low, n_high), (d, d_low, d_high) = boot["predictions"][1e24]
     assert n_low <= n <= n_high and d_low <= d <= d_high
     assert n_high > n_low
+
+
+def test_plots_are_written(adapters, tmp_path):
+    paths = adapters.run_plot_isoflops(parabola_runs(), tmp_path / "plots")
+    assert len(paths) == 3
+    for path in paths:
+        data = open(path, "rb").read()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000

@@ -248,3 +248,13 @@ def test_tiny_end_to_end_sweep_trains_real_models(adapters, tmp_path):
         db, 1e11, (2e8, 6e8), None, sizes_per_budget=3, batch_size=8, learning_rate=1e-2, **lab
     )
     assert all(r["cached"] for r in again) and adapters.run_lab_spent(db) == spent
+
+
+def test_ledger_refuses_results_from_other_lab_settings(adapters, tmp_path):
+    """A cached loss depends on the data and vocabulary too: a ledger made with one context length
+    must not answer (or charge) requests made with another."""
+    db, runner = tmp_path / "ledger.sqlite", CountingRunner()
+    adapters.run_lab_query(db, BUDGET, request(), runner, context_length=64)
+    with pytest.raises(ValueError):
+        adapters.run_lab_query(db, BUDGET, request(), runner, context_length=128)
+    assert len(runner.calls) == 1 and adapters.run_lab_spent(db) == pytest.approx(1e10)
