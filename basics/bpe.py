@@ -240,30 +240,39 @@ def _count_pretokens(args: tuple[str, int, int, list[str]]) -> Counter[str]:
 
 
 def count_pretokens(
-    input_path: str | Path, special_tokens: Sequence[str], num_processes: int | None = None
+    input_path: str | Path,
+    special_tokens: Sequence[str],
+    num_processes: int | None = None,
+    progress: bool = False,
 ) -> Counter[str]:
     """Frequency of every pre-token of the file, counted in parallel over special-token chunks."""
     num_processes = num_processes or os.cpu_count() or 1
     size = os.path.getsize(input_path)
     split_token = "<|endoftext|>" if "<|endoftext|>" in special_tokens else (special_tokens or [""])[0]
-    num_chunks = (
-        max(num_processes * 4, -(-size // _MAX_CHUNK_BYTES))
-        if num_processes > 1
-        else -(-size // _MAX_CHUNK_BYTES)
-    )
+    num_chunks = -(-size // _MAX_CHUNK_BYTES)  # ceil: no chunk over the limit
+    if num_processes > 1:
+        num_chunks = max(num_processes * 4, num_chunks)  # several per process, for balance
     cuts = find_chunk_boundaries(input_path, num_chunks, split_token.encode("utf-8"), special_tokens)
     jobs = [(str(input_path), a, b, list(special_tokens)) for a, b in zip(cuts[:-1], cuts[1:])]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc="pre-tokenizing", unit="chunk")
     if num_processes == 1 or len(jobs) == 1 or size < (1 << 20):
-        results: Iterable[Counter[str]] = map(_count_pretokens, jobs)
-        return _sum_counters(results)
+        return _sum_counters(map(_count_pretokens, jobs), bar)
     with multiprocessing.get_context().Pool(min(num_processes, len(jobs))) as pool:
-        return _sum_counters(pool.imap_unordered(_count_pretokens, jobs))
+        return _sum_counters(pool.imap_unordered(_count_pretokens, jobs), bar)
 
 
-def _sum_counters(counters: Iterable[Counter[str]]) -> Counter[str]:
+def _sum_counters(counters: Iterable[Counter[str]], bar=None) -> Counter[str]:
     total: Counter[str] = Counter()
     for counts in counters:
         total.update(counts)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     return total
 
 
@@ -316,7 +325,7 @@ def train_bpe(
     """
     specials = _check_arguments(input_path, vocab_size, special_tokens)
     num_merges = vocab_size - 256 - len(specials)
-    counts = count_pretokens(input_path, specials, num_processes)
+    counts = count_pretokens(input_path, specials, num_processes, progress)
 
     # Unique pre-tokens as lists of token ids (ids 0..255 are the bytes), with their frequencies.
     words: list[list[int]] = []

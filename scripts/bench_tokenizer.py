@@ -11,8 +11,8 @@ vocabulary: MB/s of UTF-8 input, and a check that all produce the same ids. Rati
 
 Examples (2-core CPU; add --encode-mb 5 to shorten the encoding half)::
 
-    python scripts/bench_tokenizer.py                       # built-in 2 MB corpus, vocab 5000: ~1 min
-    python scripts/bench_tokenizer.py --include-source --vocab-size 10000 --min-mb 20   # 27 MB: ~4 min
+    python scripts/bench_tokenizer.py                       # built-in 2 MB corpus, vocab 5000: ~40 s
+    python scripts/bench_tokenizer.py --include-source --vocab-size 10000 --min-mb 20   # 27 MB: ~5 min
 """
 
 from __future__ import annotations
