@@ -179,8 +179,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile every model")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default: 3)")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per model per round (default: 3)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first (default: 2)")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per model per round (default: 2)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per model first (default: 1)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument(
         "--memory", action=argparse.BooleanOptionalAction, default=True, help="measure peak memory"
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in models:
         row = (
             f"{name:<18} {1000 * median[name]:>9.1f} {tokens / median[name]:>10,.0f} "
-            f"{median['HF Llama'] / median[name]:>6.2f}x {memory.get(name, float('nan')):>9.0f} "
+            f"{median['HF Llama'] / median[name]:>6.2f}x {(f'{memory[name]:.0f}' if name in memory else '-'):>9} "
             f"{first_loss[name]:>8.4f} {agreement[name]:>11.1e}"
         )
         if peak:
