@@ -321,3 +321,11 @@ def run_preference_accuracy(model, tokenizer, pairs) -> float:
     from alignment.dpo import preference_metrics
 
     return preference_metrics(model, tokenizer, pairs)["preference_accuracy"]
+
+
+def run_expert_iteration(policy, tokenizer, questions, reward_fn, **config) -> list[dict]:
+    """Expert iteration (sample, keep reward-1 responses, SFT); config keys are ExpertIterationConfig
+    fields; -> one metrics dict per round with "sample_reward" and "kept_examples"."""
+    from alignment.expert_iteration import ExpertIterationConfig, expert_iteration
+
+    return list(expert_iteration(policy, tokenizer, questions, reward_fn, ExpertIterationConfig(**config)))

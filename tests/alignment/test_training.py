@@ -10,8 +10,6 @@ import torch
 
 from tests.alignment.tiny import CharTokenizer
 
-torch.set_num_threads(2)
-
 
 def tiny_lm(adapters, tok, seed=0):
     return adapters.get_transformer_lm(tok.vocab_size, 32, 32, 1, 2, 64, seed=seed)
@@ -85,3 +83,24 @@ def test_grpo_end_to_end_reward_increases(adapters, loss_type, epochs):
     )
     if loss_type == "grpo_clip":
         assert any(m["clip_fraction"] > 0 for m in metrics)  # the second epoch moves off-policy
+
+
+def test_expert_iteration_raises_sample_reward(adapters):
+    tok = CharTokenizer()
+    policy = tiny_lm(adapters, tok, seed=4)
+    questions = [(q, "abcdefghijklm0123456789") for q in ("x", "y", "z", "w")]
+    metrics = adapters.run_expert_iteration(
+        policy,
+        tok,
+        questions,
+        first_char_reward,
+        iterations=4,
+        questions_per_iteration=4,
+        samples_per_question=16,
+        max_new_tokens=2,
+        sft_steps=10,
+        batch_size=16,
+        learning_rate=1e-2,
+    )
+    assert len(metrics) == 4 and all(m["kept_examples"] > 0 for m in metrics)
+    assert metrics[0]["sample_reward"] < 0.5 and metrics[-1]["sample_reward"] > 0.8, metrics
