@@ -1,9 +1,10 @@
 """Benchmark attention: our FlashAttention-2 (PyTorch tiled, Triton) against F.scaled_dot_product_attention.
 
 For every (sequence length, head dim) it times forward, backward and forward+backward (best of
-``--iters`` after warm-up, with device synchronisation), and prints milliseconds, achieved TFLOP/s
-and the ratio to SDPA (ours / theirs: below 1 is faster). FLOPs counted as in the FlashAttention
-papers: forward 4 * batch * heads * seq^2 * d (two matmuls), halved when causal; backward 2.5x forward.
+``--iters`` after warm-up, with device synchronisation), and prints milliseconds, achieved TFLOP/s,
+the ratio to SDPA (ours / theirs: below 1 is faster) and the largest difference of the output from
+SDPA in fp32. FLOPs are counted as in the FlashAttention papers: forward 4 * batch * heads * seq^2 * d
+(two matmuls), halved when causal; backward 2.5x forward.
 
 On the CPU the sizes are reduced, and the Triton rows are skipped: without a GPU Triton only runs in
 its interpreter, far too slow to time. The PyTorch tiled version loops over tiles in Python, so it is
@@ -139,11 +140,18 @@ def run(config: BenchAttentionConfig) -> list[dict]:
                 shape = (config.batch, config.heads, seq, d)
                 q, k, v = (torch.randn(shape, device=device, dtype=dtype) for _ in range(3))
                 timings: dict[str, dict[str, float] | str] = {}
+                errors: dict[str, float] = {}  # max |O - SDPA(fp32)|: what is timed is also checked
+                with torch.no_grad():
+                    expected = F.scaled_dot_product_attention(
+                        q.float(), k.float(), v.float(), is_causal=config.causal
+                    )
                 for name, fn in implementations(config, device, seq).items():
                     if isinstance(fn, str):
                         timings[name] = fn
                         continue
                     try:
+                        with torch.no_grad():
+                            errors[name] = (fn(q, k, v, config.causal).float() - expected).abs().max().item()
                         timings[name] = time_passes(fn, q, k, v, config.causal, device, config)
                     except torch.OutOfMemoryError:
                         timings[name] = "out of memory"
@@ -166,6 +174,7 @@ def run(config: BenchAttentionConfig) -> list[dict]:
                         tflops = pass_flops / (ms / 1e3) / 1e12 if ms > 0 else None
                         results.append(
                             {**base, "pass_": pass_name, "ms": ms, "tflops": tflops, "ratio": ratio}
+                            | {"err": errors[name]}
                         )
     return results
 
@@ -184,7 +193,7 @@ def main() -> None:
         f"triton {triton.__version__}, batch {config.batch}, heads {config.heads}, causal {config.causal}, "
         f"best of {config.iters}"
     )
-    header = f"{'dtype':<9} {'d':>4} {'seq':>6}  {'implementation':<20} {'pass':<17} {'ms':>10} {'TFLOP/s':>8} {'/ sdpa':>7}"
+    header = f"{'dtype':<9} {'d':>4} {'seq':>6}  {'implementation':<20} {'pass':<17} {'ms':>10} {'TFLOP/s':>8} {'/ sdpa':>7} {'max err':>8}"
     print(header)
     print("-" * len(header))
     for r in results:
@@ -194,7 +203,7 @@ def main() -> None:
             continue
         tflops = f"{r['tflops']:.3g}" if r["tflops"] is not None else "-"
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
-        print(lead + f"{r['pass_']:<17} {r['ms']:>10.3f} {tflops:>8} {ratio:>7}")
+        print(lead + f"{r['pass_']:<17} {r['ms']:>10.3f} {tflops:>8} {ratio:>7} {r['err']:>8.1e}")
 
 
 if __name__ == "__main__":
