@@ -343,6 +343,7 @@ def plot_isoflops(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -362,6 +363,7 @@ def plot_isoflops(
     for point in fit.points:
         ax.plot(point.parameters, point.loss, "k*", markersize=11)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on short ranges
     ax.set_xlabel("parameters N")
     ax.set_ylabel("final loss")
     ax.set_title(f"IsoFLOP curves (star: optimum, {fit.method})")
