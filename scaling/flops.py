@@ -277,7 +277,7 @@ def format_flops_table(
     lines.append("")
     lines.append(
         f"parameters: total {counts.total:,}  non-embedding {counts.non_embedding:,}  "
-        f"embedding {counts.embedding:,}"
+        f"embeddings and head {counts.embedding:,}"
     )
     exact = training_flops(config, tokens, T, causal)
     lines.append(f"training FLOPs for D = {tokens:,.0f} tokens:")

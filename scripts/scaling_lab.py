@@ -1,6 +1,6 @@
 """The budgeted scaling lab: train real models against a FLOPs budget and fit scaling laws to them.
 
-Three commands share one SQLite ledger (``--db-path``); every run is charged once and cached, so an
+Four commands share one SQLite ledger (``--db-path``); every run is charged once and cached, so an
 interrupted sweep resumes by running the same command again::
 
     python scripts/scaling_lab.py sweep                          # the demo: IsoFLOPs sweep, fits, plots
@@ -8,10 +8,13 @@ interrupted sweep resumes by running the same command again::
     python scripts/scaling_lab.py query --d-model 64 --num-layers 2 --num-heads 4 \\
         --batch-size 16 --learning-rate 3e-3 --train-flops 1e11
     python scripts/scaling_lab.py status                         # budget left and every finished run
+    python scripts/scaling_lab.py flops --d-model 64 --num-layers 2 --num-heads 4 \\
+        --batch-size 16 --learning-rate 1e-2 --train-flops 1e11   # where a request's FLOPs go
 
 The default sweep (budgets 1e10, 3e10, 1e11 FLOPs of 6ND, 6 model sizes each, on the built-in corpus
 with a 512-token BPE) trains 18 models in about 15 minutes on 2 busy CPU cores (one torch thread per
-run); a first run also trains the tokenizer (seconds). Runs go under ``--out-dir``, plots and ``runs.json`` under ``<out-dir>/fits``.
+run); a first run also trains the tokenizer (seconds). Runs go under ``--out-dir``, plots and
+``runs.json`` under ``<out-dir>/fits``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from basics.cli import add_config_arguments, config_from_arguments
+from scaling.flops import format_flops_table
 from scaling.lab import (
     BudgetExceeded,
     LabConfig,
@@ -33,6 +37,8 @@ from scaling.lab import (
     SweepConfig,
     TrainingRunner,
     isoflops_runs,
+    model_config_for,
+    plan_run,
     query,
     run_sweep,
     sweep_requests,
@@ -79,10 +85,11 @@ def fit_and_plot(results: list[LabResult], out_dir: Path, bootstrap: int) -> Non
     for budget in edge_optima(runs):
         print(f"warning: at C = {budget:.3g} the lowest loss is at the edge of the sizes tried")
     try:
+        finished = [r for r in results if math.isfinite(r.val_loss)]  # with the tokens each run really saw
         chinchilla = bootstrap_chinchilla(
-            [r.parameters for r in runs],
-            [r.tokens for r in runs],
-            [r.final_loss for r in runs],
+            [r.parameters for r in finished],
+            [r.tokens for r in finished],
+            [r.val_loss for r in finished],
             num_samples=max(2, bootstrap // 10),
         )
         print("\n" + format_chinchilla_report(chinchilla, (1e13, 1e15, 1e23)))
@@ -110,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     one = commands.add_parser("query", help="submit one request")
     add_config_arguments(one, LabConfig)
     add_config_arguments(one, LabRequest)
+    flops = commands.add_parser(
+        "flops", help="FLOPs table of one request at the lab's vocabulary and context"
+    )
+    add_config_arguments(flops, LabConfig)
+    add_config_arguments(flops, LabRequest)
     status = commands.add_parser("status", help="budget and finished runs")
     status.add_argument(
         "--db-path", default=LabConfig.db_path, help=f"the ledger (default: {LabConfig.db_path})"
@@ -128,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     lab = config_from_arguments(LabConfig, args)
+    if args.command == "flops":
+        request = config_from_arguments(LabRequest, args)
+        plan = plan_run(request, lab)
+        print(format_flops_table(model_config_for(request, lab), plan.tokens))
+        print(f"this request: {plan.steps} steps, D = {plan.tokens:,} tokens")
+        return 0
     try:
         ledger = Ledger(lab.db_path, lab.total_budget)
         if args.command == "query":
