@@ -110,9 +110,10 @@ def test_invalid_requests_are_refused_without_charge(adapters, tmp_path, bad):
 
 
 _CHILD = """
-import importlib, pathlib, sys, time
+import importlib, os, pathlib, sys, time
 adapters = importlib.import_module(sys.argv[1])
 db, go, d_model, flops = sys.argv[2], pathlib.Path(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+(go.parent / f"ready-{os.getpid()}").touch()
 while not go.exists():
     time.sleep(0.01)
 def runner(req):
@@ -139,7 +140,9 @@ def _race(adapters, tmp_path, budget, jobs):
         )
         for d, f in jobs
     ]
-    time.sleep(0.5)
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < len(procs) and time.monotonic() < deadline:
+        time.sleep(0.05)  # release both at once, after their start-up
     go.touch()
     outputs = [p.communicate(timeout=120) for p in procs]
     for p, (_, err) in zip(procs, outputs):
