@@ -46,15 +46,30 @@ def worked_addition(a: int, b: int) -> str:
     return f" {', '.join(steps)} </think> <answer>{a + b}</answer>"
 
 
+def sloppy_addition(a: int, b: int) -> str:
+    """The worked solution of a careless annotator who drops the final carry from the answer line:
+    ``sloppy_addition(47, 85)`` -> ``" 7+5=12, 4+8+1=13 </think> <answer>32</answer>"`` (the reasoning is
+    right, so a verifier-driven learner can tell which answer line to trust)."""
+    correct = worked_addition(a, b)
+    total = str(a + b)
+    if len(total) <= max(len(str(a)), len(str(b))):
+        return correct  # no final carry: nothing to drop
+    return correct.replace(f"<answer>{total}</answer>", f"<answer>{total[1:]}</answer>")
+
+
 def make_addition_problems(
     count: int,
     digits: int = 2,
     seed: int = 0,
     template: str = SHORT_R1_ZERO_PROMPT,
     exclude: set[str] | None = None,
+    sloppy_fraction: float = 0.0,
 ) -> list[Problem]:
     """``count`` distinct random problems with operands of exactly ``digits`` digits (``exclude``:
-    questions to leave out, e.g. a held-out set)."""
+    questions to leave out, e.g. a held-out set). A ``sloppy_fraction`` of the worked solutions come from
+    ``sloppy_addition`` (the ``answer`` field stays correct)."""
+    if not 0.0 <= sloppy_fraction <= 1.0:
+        raise ValueError(f"sloppy_fraction must be in [0, 1], got {sloppy_fraction}")
     if digits < 1:
         raise ValueError(f"digits must be >= 1, got {digits}")
     low, high = 10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1
@@ -70,9 +85,8 @@ def make_addition_problems(
         if question in seen:
             continue
         seen.add(question)
-        problems.append(
-            Problem(question, str(a + b), template.format(question=question), worked_addition(a, b))
-        )
+        solution = sloppy_addition(a, b) if rng.random() < sloppy_fraction else worked_addition(a, b)
+        problems.append(Problem(question, str(a + b), template.format(question=question), solution))
     return problems
 
 
@@ -122,6 +136,7 @@ class TaskConfig:
     train_size: int = 4000  # training questions
     eval_size: int = 300  # held-out questions
     full_prompt: bool = False  # use the full R1-Zero system prompt (default for GSM8K files)
+    sloppy_fraction: float = 0.0  # share of addition SFT solutions whose answer line drops the final carry
     data_seed: int = 0  # data generation seed
 
 
@@ -141,7 +156,9 @@ def load_task(config: TaskConfig) -> TaskData:
             config.eval_size, config.digits, config.data_seed + 1_000_003, template
         )
         exclude = {p.question for p in heldout}
-        train = make_addition_problems(config.train_size, config.digits, config.data_seed, template, exclude)
+        train = make_addition_problems(
+            config.train_size, config.digits, config.data_seed, template, exclude, config.sloppy_fraction
+        )
         return TaskData(train, heldout)
     problems = read_gsm8k_problems(config.task)
     if config.eval_task is not None:

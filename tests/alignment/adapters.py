@@ -268,13 +268,15 @@ def get_byte_tokenizer():
     return byte_tokenizer()
 
 
-def get_addition_problems(count: int, digits: int, seed: int) -> list[dict]:
-    """-> [{"question": "47+85", "answer": "132", "prompt": "...<think>", "solution": " ... </answer>"}]."""
+def get_addition_problems(count: int, digits: int, seed: int, sloppy_fraction: float = 0.0) -> list[dict]:
+    """-> [{"question": "47+85", "answer": "132", "prompt": "...<think>", "solution": " ... </answer>"}];
+    a sloppy_fraction of the solutions drop the final carry from the answer line (answer stays correct)."""
     import dataclasses
 
     from alignment.tasks import make_addition_problems
 
-    return [dataclasses.asdict(p) for p in make_addition_problems(count, digits, seed)]
+    problems = make_addition_problems(count, digits, seed, sloppy_fraction=sloppy_fraction)
+    return [dataclasses.asdict(p) for p in problems]
 
 
 def run_train_sft(

@@ -96,3 +96,35 @@ MMLU = {"subject": "math", "question": "2+2?", "options": ["3", "4", "5", "6"], 
 )
 def test_parse_mmlu_response(adapters, text, expected):
     assert adapters.run_parse_mmlu_response(MMLU, text) == expected
+
+
+def test_addition_task_solutions_are_correct_and_verifiable(adapters):
+    problems = adapters.get_addition_problems(200, 2, 7)
+    assert len({p["question"] for p in problems}) == 200
+    for p in problems:
+        a, b = map(int, p["question"].split("+"))
+        assert 10 <= a <= 99 and 10 <= b <= 99 and p["answer"] == str(a + b)
+        assert p["prompt"].endswith("<think>") and p["question"] in p["prompt"]
+        assert _reward(adapters, p["solution"], p["answer"]) == FULL
+        assert _reward(adapters, p["solution"], str(a + b + 1)) == WRONG
+    worked = {p["question"]: p["solution"] for p in adapters.get_addition_problems(8100, 2, 0)}
+    assert worked["47+85"] == " 7+5=12, 4+8+1=13 </think> <answer>132</answer>"
+    assert worked["10+10"] == " 0+0=0, 1+1=2 </think> <answer>20</answer>"
+
+
+def test_sloppy_addition_solutions_drop_only_the_final_carry(adapters):
+    problems = adapters.get_addition_problems(400, 2, 3, sloppy_fraction=1.0)
+    wrong = 0
+    for p in problems:
+        a, b = map(int, p["question"].split("+"))
+        if a + b >= 100:  # the answer line lacks the leading 1; the reasoning is intact
+            assert p["solution"].endswith(f"<answer>{str(a + b)[1:]}</answer>")
+            assert _reward(adapters, p["solution"], p["answer"]) == WRONG
+            wrong += 1
+        else:
+            assert _reward(adapters, p["solution"], p["answer"]) == FULL
+    assert 100 < wrong < 300
+    half = adapters.get_addition_problems(2000, 2, 3, sloppy_fraction=0.5)
+    carries = [p for p in half if int(p["answer"]) >= 100]
+    share = sum(_reward(adapters, p["solution"], p["answer"])["reward"] == 0 for p in carries) / len(carries)
+    assert abs(share - 0.5) < 0.06
