@@ -401,4 +401,11 @@ def run_export_to_hf_llama(model, tokenizer, out_dir):
     return export_to_hf_llama(model, tokenizer, out_dir)
 
 
+def run_load_trained_model(run, device="cpu"):
+    """(model in eval mode, stored config dict, checkpoint path) from a run directory or checkpoint file."""
+    from basics.generate import load_trained_model
+
+    return load_trained_model(run, device)
+
+
 # (end of section: training job, generation, export)

@@ -178,3 +178,28 @@ def test_generate_text_decodes_the_continuation(adapters):
         ids = ids[: ids.index(256)]
     assert isinstance(text, str)
     assert text == tokenizer.decode(ids)
+
+
+def test_load_trained_model_from_a_run_directory(adapters, tmp_path):
+    import dataclasses
+
+    kwargs = dict(vocab_size=61, context_length=16, d_model=32, num_layers=2, num_heads=4, rope_theta=1000.0)
+    config = adapters.get_model_config(**kwargs)
+    torch.manual_seed(9)
+    model = adapters.get_transformer_lm(config).eval()
+    optimizer = adapters.get_adamw_cls()(model.parameters())
+    run = tmp_path / "run"
+    # The layout of a training run: <run>/checkpoints/checkpoint_<step>.pt holding the TrainConfig dict.
+    for step in (10, 20):
+        path = adapters.checkpoint_path(run / "checkpoints", step)
+        adapters.run_save_checkpoint(
+            model, optimizer, step, path, config={"model": dataclasses.asdict(config)}
+        )
+    loaded, stored, checkpoint = adapters.run_load_trained_model(run)
+    assert checkpoint.name == adapters.checkpoint_path(run, 20).name
+    assert stored["model"]["d_model"] == 32 and not loaded.training
+    tokens = torch.randint(0, 61, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded(tokens), model(tokens))
+    with pytest.raises(FileNotFoundError):
+        adapters.run_load_trained_model(tmp_path / "missing")
