@@ -229,3 +229,12 @@ def test_tokenize_to_array_with_the_bpe_tokenizer_equals_encoding_the_whole_text
     eos_id = tokenizer.encode(EOS)[0]
     expected = tokenizer.encode(text.read_text(encoding="utf-8")) + [eos_id]
     np.testing.assert_array_equal(np.asarray(array), np.asarray(expected))
+
+
+def test_tokenize_to_array_rejects_invalid_utf8(adapters, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine text<|endoftext|>broken \xff\xfe bytes")
+    with pytest.raises(ValueError, match="bad.txt"):
+        adapters.run_tokenize_to_array(bad, ByteTokenizer(), tmp_path / "t.npy", num_processes=1)
+    assert not (tmp_path / "t.npy").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.txt"]  # no temporary files left behind
