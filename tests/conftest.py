@@ -13,6 +13,7 @@ or by replacing ``tests/basics/adapters.py``. The option may be repeated, once p
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -70,6 +71,13 @@ def adapters(request: pytest.FixtureRequest) -> ModuleType:
 
 def pytest_configure(config: pytest.Config) -> None:
     parse_adapter_overrides(config.getoption("--adapters"))  # fail fast on a malformed option
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        # Each xdist worker gets its share of the cores: torch's default of one thread per core in
+        # every worker oversubscribes the machine and slows CPU training steps many times over.
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
