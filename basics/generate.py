@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -193,14 +193,14 @@ def generate_text(
 class SampleConfig:
     """Sampling from a trained model (the flags of scripts/generate.py)."""
 
-    prompt: str = ""  # text to continue ("" = start a new document)
-    max_new_tokens: int = 200  # tokens to generate per sample
-    temperature: float = 0.8  # softmax temperature (0 = greedy)
-    top_p: float = 0.95  # nucleus size (1 = off)
-    num_samples: int = 1  # independent samples of the same prompt
-    seed: int = 0  # sampling seed
-    use_cache: bool = True  # KV cache (same tokens, faster)
-    device: str = "cpu"  # cpu | cuda | cuda:N | mps
+    prompt: str = field(default="", metadata={"help": 'text to continue ("" = start a new document)'})
+    max_new_tokens: int = field(default=200, metadata={"help": "tokens to generate per sample"})
+    temperature: float = field(default=0.8, metadata={"help": "softmax temperature (0 = greedy)"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus size (1 = off)"})
+    num_samples: int = field(default=1, metadata={"help": "independent samples of the same prompt"})
+    seed: int = field(default=0, metadata={"help": "sampling seed"})
+    use_cache: bool = field(default=True, metadata={"help": "KV cache (same tokens, faster)"})
+    device: str = field(default="cpu", metadata={"help": "cpu | cuda | cuda:N | mps"})
 
 
 def _resolve_checkpoint(run: str | os.PathLike) -> Path:
