@@ -217,7 +217,7 @@ class RMSNorm(nn.Module):
         if self.impl == "torch":
             return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
         if self._kernel is not None:
-            return self._kernel.apply(x, self.weight)
+            return self._kernel.apply(x, self.weight, self.eps)
         in_dtype = x.dtype
         x = x.float()
         rms = torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
