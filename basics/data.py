@@ -23,6 +23,7 @@ between two adjacent separators, yield nothing).
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import tempfile
@@ -36,7 +37,9 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-__all__ = ["get_batch", "tokenize_to_array", "load_tokens", "find_chunk_boundaries", "check_device"]
+from basics.bpe import find_chunk_boundaries
+
+__all__ = ["get_batch", "tokenize_to_array", "load_tokens", "check_device"]
 
 ENDOFTEXT = "<|endoftext|>"
 DEFAULT_CHUNK_BYTES = 1 << 20  # 1 MiB of text per task: big enough to amortise IPC, small in memory
@@ -119,37 +122,14 @@ def get_batch(
 # ---------------------------------------------------------------------------------------------
 
 
-def find_chunk_boundaries(path: str | os.PathLike, chunk_bytes: int, separator: bytes) -> list[int]:
-    """Byte offsets ``[0, ..., size]`` cutting ``path`` into chunks of about ``chunk_bytes``.
-
-    Every inner offset is where a ``separator`` starts, so no document is split; a document longer
-    than ``chunk_bytes`` makes one long chunk.
-    """
-    size = os.path.getsize(path)
-    boundaries = [0]
-    with open(path, "rb") as f:
-        position = chunk_bytes
-        while position < size:
-            f.seek(position)
-            # Scan forward for the separator, keeping len(separator) - 1 bytes of overlap between reads.
-            found = -1
-            scan_at = position
-            while found < 0:
-                block = f.read(max(4096, 2 * len(separator)))
-                if len(block) < len(separator):
-                    break
-                found = block.find(separator)
-                if found < 0:
-                    scan_at += len(block) - (len(separator) - 1)
-                    f.seek(scan_at)
-            if found < 0:
-                break  # no separator until the end: the rest is one chunk
-            cut = scan_at + found
-            if cut > boundaries[-1]:
-                boundaries.append(cut)
-            position = cut + max(chunk_bytes, len(separator))
-    boundaries.append(size)
-    return boundaries
+def chunk_boundaries(
+    path: str | os.PathLike, chunk_bytes: int, separator: bytes, special_tokens=()
+) -> list[int]:
+    """Byte offsets ``[0, ..., size]`` cutting ``path`` into chunks of about ``chunk_bytes``, each
+    inner cut where a ``separator`` starts (so no document is split); the tokenizer's own chunker
+    (:func:`basics.bpe.find_chunk_boundaries`) does the scanning."""
+    num_chunks = max(1, math.ceil(os.path.getsize(path) / max(1, chunk_bytes)))
+    return find_chunk_boundaries(path, num_chunks, separator, special_tokens)
 
 
 def eos_token_id(tokenizer: Any, eos: str = ENDOFTEXT) -> int:
@@ -233,7 +213,9 @@ def tokenize_to_array(
     tasks = [
         (str(path), start, end)
         for path in paths
-        for start, end in _pairs(find_chunk_boundaries(path, chunk_bytes, separator))
+        for start, end in _pairs(
+            chunk_boundaries(path, chunk_bytes, separator, getattr(tokenizer, "special_tokens", ()) or ())
+        )
     ]
     num_processes = min(num_processes or os.cpu_count() or 1, max(len(tasks), 1))
 
