@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
 
         tqdm.write(" | ".join(parts))
 
+    if tokenizer is not None and is_main:
+        tokenizer.save(Path(config.out_dir) / "tokenizer")  # the run directory is self-contained
     try:
         result = train(config, callback=report)
     except TrainingDiverged as error:

@@ -61,6 +61,7 @@ def test_train_script_end_to_end(tmp_path):
     assert (out_dir / "loss_curve.png").stat().st_size > 1000
     assert (out_dir / "checkpoints" / "checkpoint_00000080.pt").is_file()
     assert "sample:" in done.stdout
+    assert (out_dir / "tokenizer" / "vocab.json").is_file()
 
 
 def test_train_script_rejects_bad_flags_in_one_line(tmp_path):
