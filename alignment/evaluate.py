@@ -26,6 +26,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from alignment.interop import model_device
 from alignment.rewards import R1_ZERO_PROMPT, gsm8k_ground_truth, parse_mmlu_response
 from alignment.sampling import sample_completions
 
@@ -234,11 +237,17 @@ def make_evaluator(
     max_new_tokens: int,
     prefix: str = "heldout_",
     batch_size: int = 128,
+    temperature: float = 0.0,
+    seed: int = 0,
 ) -> Callable[[Any], dict[str, float]]:
-    """A callback ``model -> {prefix + "accuracy", prefix + "ci_low", ...}`` (greedy decoding) for the
-    training loops' ``evaluate`` argument."""
+    """A callback ``model -> {prefix + "accuracy", prefix + "ci_low", ...}`` for the training loops'
+    ``evaluate`` argument: greedy decoding by default, or sampling at ``temperature`` with a fixed seed
+    (the same random stream every call, so successive evaluations differ only through the model)."""
 
     def evaluate(model: Any) -> dict[str, float]:
+        generator = None
+        if temperature > 0:
+            generator = torch.Generator(device=model_device(model)).manual_seed(seed)
         result = evaluate_model(
             model,
             tokenizer,
@@ -247,6 +256,8 @@ def make_evaluator(
             reward_fn,
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
+            temperature=temperature,
+            generator=generator,
         )
         return {prefix + k: float(v) for k, v in result.to_dict().items() if k != "n"}
 

@@ -1,6 +1,7 @@
 """RL stage: GRPO (or expert iteration) with the verifiable R1-Zero reward, starting from an SFT policy.
 
-Prints held-out accuracy (greedy, 95% Wilson interval) before and after, logs reward / format reward /
+Prints held-out accuracy before and after (greedy, and sampled at the rollout temperature -- the quantity
+RL optimises -- each with a 95% Wilson interval), logs reward / format reward /
 entropy / clip fraction / response length per rollout batch, and saves the policy and a reward curve PNG.
 
 Examples:
@@ -48,13 +49,24 @@ def main() -> None:
 
     model, tokenizer = load_policy(args.init, args.device)
     data = load_task(task_config)
-    evaluate = make_evaluator(
+    prompts, truths = [p.prompt for p in data.heldout], [p.answer for p in data.heldout]
+    greedy = make_evaluator(
+        tokenizer, prompts, truths, r1_zero_reward_fn, max_new_tokens=grpo_config.max_new_tokens
+    )
+    sampled = make_evaluator(
         tokenizer,
-        [p.prompt for p in data.heldout],
-        [p.answer for p in data.heldout],
+        prompts,
+        truths,
         r1_zero_reward_fn,
         max_new_tokens=grpo_config.max_new_tokens,
+        prefix="heldout_sampled_",
+        temperature=grpo_config.temperature,
+        seed=12345,
     )
+
+    def evaluate(model):  # greedy accuracy, and accuracy at the rollout temperature (what RL optimises)
+        return greedy(model) | sampled(model)
+
     questions = [(p.prompt, p.answer) for p in data.train]
     print(
         f"{args.method} from {args.init}: {len(questions)} training questions, {len(data.heldout)} held out"
@@ -65,10 +77,10 @@ def main() -> None:
     history = [{"step": 0, **before}]
     if args.method == "grpo":
         steps = train_grpo(model, tokenizer, questions, r1_zero_reward_fn, grpo_config, evaluate)
-        keys = ["reward", "heldout_accuracy"]
+        keys = ["reward", "heldout_accuracy", "heldout_sampled_accuracy"]
     else:
         steps = expert_iteration(model, tokenizer, questions, r1_zero_reward_fn, ei_config, evaluate)
-        keys = ["sample_reward", "heldout_accuracy"]
+        keys = ["sample_reward", "heldout_accuracy", "heldout_sampled_accuracy"]
     for metrics in steps:
         metrics.setdefault("step", metrics.get("iteration", len(history)))
         history.append(metrics)
@@ -85,6 +97,9 @@ def main() -> None:
             "heldout_accuracy": m["heldout_accuracy"],
             "ci_low": m["heldout_ci_low"],
             "ci_high": m["heldout_ci_high"],
+            "sampled_accuracy": m["heldout_sampled_accuracy"],
+            "sampled_ci_low": m["heldout_sampled_ci_low"],
+            "sampled_ci_high": m["heldout_sampled_ci_high"],
             "format_rate": m["heldout_format_rate"],
         }
         for name, m in ((f"before {args.method}", before), (f"after {args.method}", after))
