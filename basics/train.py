@@ -405,7 +405,7 @@ PRESETS: dict[str, TrainConfig] = {
         ),
         out_dir="runs/cpu",
         batch_size=32,
-        max_steps=500,
+        max_steps=300,
         learning_rate=3e-3,
         min_learning_rate=3e-4,
         warmup_steps=50,
