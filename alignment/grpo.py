@@ -165,7 +165,7 @@ def grpo_microbatch_train_step(
 
 @dataclass(frozen=True)
 class GRPOConfig:
-    steps: int = 50  # rollout batches (each followed by epochs_per_rollout_batch optimizer steps)
+    steps: int = 40  # rollout batches (each followed by epochs_per_rollout_batch optimizer steps)
     prompts_per_step: int = 16  # questions per rollout batch
     group_size: int = 8  # rollouts per question (G)
     max_new_tokens: int = 60  # longest sampled response, in tokens
@@ -178,7 +178,7 @@ class GRPOConfig:
     advantage_eps: float = 1e-6  # added to the group std
     normalize_by_std: bool = True  # divide advantages by the group std
     microbatch_size: int = 32  # rollouts per forward/backward (gradient accumulation over the batch)
-    learning_rate: float = 1e-4  # constant learning rate
+    learning_rate: float = 2e-4  # constant learning rate (tiny CPU models; ~1e-6 for 1B+ models)
     weight_decay: float = 0.0  # AdamW weight decay
     max_grad_norm: float = 1.0  # gradient clipping threshold
     eval_every: int = 10  # rollout batches between evaluation callbacks (0: never)

@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--init", default="runs/sft/policy.pt", help="checkpoint file or HF model name/path")
     parser.add_argument("--out", type=Path, default=Path("runs/dpo"), help="output directory")
     parser.add_argument("--device", default="cpu", help="torch device")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--train-pairs", type=int, default=512, help="training questions to build pairs from")
     parser.add_argument("--samples-per-prompt", type=int, default=4, help="policy samples per question")
     parser.add_argument("--max-new-tokens", type=int, default=60, help="longest sampled response")

@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=60, help="longest generated response")
     parser.add_argument("--batch-size", type=int, default=128, help="prompts per generation batch")
     parser.add_argument("--device", default="cpu", help="torch device")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     add_config_arguments(parser, TaskConfig)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/grpo"), help="output directory")
     parser.add_argument("--method", choices=["grpo", "expert_iteration"], default="grpo", help="RL algorithm")
     parser.add_argument("--device", default="cpu", help="torch device")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     add_config_arguments(parser, TaskConfig)
     add_config_arguments(parser, GRPOConfig)
     add_config_arguments(parser, ExpertIterationConfig, prefix="ei_")

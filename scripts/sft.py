@@ -2,11 +2,15 @@
 
 The CPU demo (default): a fresh small TransformerLM with a byte tokenizer learns 2-digit addition in the
 R1-Zero format ("User: 47+85\\nAssistant: <think>" -> " 7+5=12, 4+8+1=13 </think> <answer>132</answer>").
-It prints held-out accuracy (greedy, 95% Wilson interval) before and after, saves the policy for the
-GRPO / DPO stages and a loss / accuracy curve PNG.
+By default 60% of the training solutions come from a sloppy annotator whose answer line drops the final
+carry (" 7+5=12, 4+8+1=13 </think> <answer>32</answer>"; --sloppy-fraction 0 for clean data), so SFT
+copies the flaw and the GRPO stage has something a verifier can fix. It prints held-out accuracy (greedy,
+95% Wilson interval) before and after, saves the policy for the GRPO / DPO stages and a curve PNG.
+Defaults differ from the dataclasses' where the demo needs it: --steps 700, --sloppy-fraction 0.6, and
+the model (d_model 96, 2 layers, 4 heads, context 128, vocab 257).
 
 Examples:
-    python scripts/sft.py --out runs/sft                       # the CPU demo, a few minutes on 2 cores
+    python scripts/sft.py --out runs/sft                       # the CPU demo, about 2 minutes
     python scripts/sft.py --init Qwen/Qwen2.5-Math-1.5B --task gsm8k_train.jsonl \\
         --eval-task gsm8k_test.jsonl --device cuda --learning-rate 1e-5 --batch-size 32 \\
         --gradient-accumulation-steps 8 --max-new-tokens 512 --out runs/sft_qwen
@@ -29,7 +33,11 @@ from alignment.tasks import TaskConfig, load_task
 from basics.cli import add_config_arguments, config_from_arguments
 from basics.model import ModelConfig
 
+# The CPU demo: a 270K-parameter model; SFT data from a "sloppy annotator" who drops the final carry from
+# 60% of the answer lines (the reasoning stays right), a flaw the GRPO stage's verifier reward can fix.
 DEMO_MODEL = ModelConfig(vocab_size=257, context_length=128, d_model=96, num_layers=2, num_heads=4, fast=True)
+DEMO_TASK = TaskConfig(sloppy_fraction=0.6)
+DEMO_SFT = SFTConfig(steps=700, eval_every=100)
 
 
 def main() -> None:
@@ -41,14 +49,14 @@ def main() -> None:
         "--init", default=None, help="checkpoint file or HF model name/path (default: a fresh model)"
     )
     parser.add_argument("--device", default="cpu", help="torch device")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--max-new-tokens", type=int, default=60, help="longest generated response")
     add_config_arguments(parser, TaskConfig)
     add_config_arguments(parser, SFTConfig)
     add_config_arguments(parser, ModelConfig, prefix="model_")
     args = parser.parse_args()
-    task_config = config_from_arguments(TaskConfig, args)
-    sft_config = config_from_arguments(SFTConfig, args)
+    task_config = config_from_arguments(TaskConfig, args, base=DEMO_TASK)
+    sft_config = config_from_arguments(SFTConfig, args, base=DEMO_SFT)
     torch.set_num_threads(args.threads)
 
     if args.init is None:
