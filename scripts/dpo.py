@@ -90,7 +90,7 @@ def main() -> None:
     for metrics in train_dpo(policy, reference, tokenizer, train_pairs, dpo_config, evaluate):
         history.append(metrics)
         if "heldout_preference_accuracy" in metrics or metrics["step"] % 10 == 0:
-            shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()}
+            shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in metrics.items()}
             print(f"[{time.time() - start:6.0f}s] {shown}", flush=True)
     after = history[-1]
 

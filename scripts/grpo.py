@@ -84,7 +84,7 @@ def main() -> None:
     for metrics in steps:
         metrics.setdefault("step", metrics.get("iteration", len(history)))
         history.append(metrics)
-        shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()}
+        shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in metrics.items()}
         print(f"[{time.time() - start:6.0f}s] {shown}", flush=True)
     after = {**history[-1], **evaluate(model)} if "heldout_accuracy" not in history[-1] else history[-1]
 

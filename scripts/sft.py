@@ -81,7 +81,7 @@ def main() -> None:
     for metrics in train_sft(model, tokenizer, examples, sft_config, evaluate):
         history.append(metrics)
         if "heldout_accuracy" in metrics or metrics["step"] % 25 == 0:
-            shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+            shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in metrics.items()}
             print(f"[{time.time() - start:6.0f}s] {shown}", flush=True)
     after = history[-1]
 
