@@ -122,7 +122,7 @@ class DPOConfig:
     steps: int = 100  # optimizer steps
     batch_size: int = 16  # preference pairs per step
     beta: float = 0.1  # DPO temperature
-    learning_rate: float = 1e-4  # constant learning rate after warmup
+    learning_rate: float = 3e-5  # constant learning rate after warmup
     warmup_steps: int = 10  # linear warmup steps
     max_grad_norm: float = 1.0  # gradient clipping threshold
     alpaca_template: bool = False  # wrap prompts in the Alpaca template (else the prompt is used as is)
