@@ -38,11 +38,18 @@ def new_policy(
 
 
 def save_policy(
-    model: torch.nn.Module, path: str | Path, step: int = 0, tokenizer_dir: str | None = None
+    model: torch.nn.Module,
+    path: str | Path,
+    step: int = 0,
+    tokenizer: Any = None,
+    tokenizer_dir: str | None = None,
 ) -> None:
-    """Save our model (with its config) via unit 1's checkpoint format; an HF model via save_pretrained."""
+    """Save our model (with its config) via unit 1's checkpoint format to the file ``path``; an HF model
+    and its ``tokenizer`` via ``save_pretrained`` to the directory ``path``."""
     if hasattr(model, "save_pretrained"):
         model.save_pretrained(str(path))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(path))
         return
     from basics.checkpoint import save_checkpoint
 

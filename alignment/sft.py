@@ -262,7 +262,11 @@ def train_sft(
     model.train()
     for step in range(1, config.steps + 1):
         lr = lr_cosine_schedule(
-            step - 1, config.learning_rate, config.min_learning_rate, config.warmup_steps, config.steps
+            step - 1,
+            config.learning_rate,
+            config.min_learning_rate,
+            min(config.warmup_steps, config.steps),
+            config.steps,
         )
         for group in optimizer.param_groups:
             group["lr"] = lr

@@ -95,7 +95,9 @@ def main() -> None:
     after = history[-1]
 
     args.out.mkdir(parents=True, exist_ok=True)
-    save_policy(policy, args.out / ("policy.pt" if Path(args.init).is_file() else "policy"))
+    save_policy(
+        policy, args.out / ("policy.pt" if Path(args.init).is_file() else "policy"), tokenizer=tokenizer
+    )
     curve = save_curve(
         history,
         ["loss", "reward_accuracy", "heldout_preference_accuracy"],

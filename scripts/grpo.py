@@ -89,7 +89,9 @@ def main() -> None:
     after = {**history[-1], **evaluate(model)} if "heldout_accuracy" not in history[-1] else history[-1]
 
     args.out.mkdir(parents=True, exist_ok=True)
-    save_policy(model, args.out / ("policy.pt" if Path(args.init).is_file() else "policy"))
+    save_policy(
+        model, args.out / ("policy.pt" if Path(args.init).is_file() else "policy"), tokenizer=tokenizer
+    )
     curve = save_curve(history, keys, args.out / f"{args.method}_reward_curve.png", f"{args.method}: reward")
     rows = [
         {

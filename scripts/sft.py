@@ -87,7 +87,9 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     save_policy(
-        model, args.out / ("policy.pt" if args.init is None or Path(args.init).is_file() else "policy")
+        model,
+        args.out / ("policy.pt" if args.init is None or Path(args.init).is_file() else "policy"),
+        tokenizer=tokenizer,
     )
     curve = save_curve(
         history, ["loss", "heldout_accuracy"], args.out / "sft_curve.png", "SFT: loss and held-out accuracy"
