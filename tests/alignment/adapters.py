@@ -331,3 +331,31 @@ def run_expert_iteration(policy, tokenizer, questions, reward_fn, **config) -> l
     from alignment.expert_iteration import ExpertIterationConfig, expert_iteration
 
     return list(expert_iteration(policy, tokenizer, questions, reward_fn, ExpertIterationConfig(**config)))
+
+
+def run_load_task(
+    task: str, eval_size: int, train_size: int, digits: int = 2
+) -> tuple[list[dict], list[dict]]:
+    """-> (train, heldout) problems as dicts (question, answer, prompt, solution) for the stage scripts;
+    ``task`` is "addition" or a GSM8K-format JSONL path."""
+    import dataclasses
+
+    from alignment.tasks import TaskConfig, load_task
+
+    data = load_task(TaskConfig(task=task, eval_size=eval_size, train_size=train_size, digits=digits))
+    return [dataclasses.asdict(p) for p in data.train], [dataclasses.asdict(p) for p in data.heldout]
+
+
+def get_sampled_evaluator(tokenizer, prompts, ground_truths, reward_fn, max_new_tokens, temperature, seed):
+    """A callback model -> {"heldout_accuracy", ...} that samples at ``temperature`` with a fixed seed."""
+    from alignment.evaluate import make_evaluator
+
+    return make_evaluator(
+        tokenizer,
+        prompts,
+        ground_truths,
+        reward_fn,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+    )

@@ -127,3 +127,50 @@ def test_evaluate_model_accuracy_and_jsonl(adapters, tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["response"] for r in records] == ["b", "d", "eeee"]
     assert [r["reward"] for r in records] == [1.0, 0.0, 0.0] and records[0]["ground_truth"] == "B"
+
+
+def test_sampled_evaluator_is_reproducible_and_follows_the_model(adapters):
+    tok = CharTokenizer()
+    model = BigramLM(tok.vocab_size)
+    with torch.no_grad():
+        model.table.fill_(-1e9)
+        model.table[tok.index["a"], tok.index["b"]] = (
+            0.0  # "b" (right) with p = 1/2, "d" (wrong) with p = 1/2
+        )
+        model.table[tok.index["a"], tok.index["d"]] = 0.0
+        model.table[:, tok.eos_id] = 0.0
+        model.table[tok.index["a"], tok.eos_id] = -1e9
+    prompts, truths = ["The correct answer is a"] * 400, ["B"] * 400
+    evaluate = adapters.get_sampled_evaluator(tok, prompts, truths, adapters.get_mmlu_reward_fn(), 1, 1.0, 7)
+    first, second = evaluate(model), evaluate(model)
+    assert first == second  # the same random stream each call
+    assert abs(first["heldout_accuracy"] - 0.5) < 0.1
+    with torch.no_grad():
+        model.table[tok.index["a"], tok.index["d"]] = -1e9
+    assert evaluate(model)["heldout_accuracy"] == 1.0
+
+
+def test_load_task_addition_and_gsm8k_files(adapters, tmp_path):
+    train, heldout = adapters.run_load_task("addition", 50, 200)
+    assert len(train) == 200 and len(heldout) == 50
+    assert not {p["question"] for p in train} & {p["question"] for p in heldout}
+    path = tmp_path / "gsm.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"question": f"What is {i} doubled?", "answer": f"{i} * 2 = {2 * i}\n#### {2 * i:,}"})
+            + "\n"
+            for i in range(600, 620)
+        )
+    )
+    train, heldout = adapters.run_load_task(str(path), 5, 100)
+    assert len(train) == 15 and len(heldout) == 5
+    for p in train + heldout:
+        i = int(p["question"].split()[2])
+        assert (
+            p["answer"] == str(2 * i)
+            and p["prompt"].endswith("Assistant: <think>")
+            and p["question"] in p["prompt"]
+        )
+        assert p["solution"] == f" {i} * 2 = {2 * i} </think> <answer>{2 * i}</answer>"
+    with pytest.raises(FileNotFoundError):
+        adapters.run_load_task(str(tmp_path / "missing.jsonl"), 5, 10)
