@@ -32,6 +32,7 @@ def test_dpo_loop_raises_preference_accuracy(adapters):
     tok = CharTokenizer()
     policy = tiny_lm(adapters, tok, seed=1)
     reference = copy.deepcopy(policy)
+    ref_before = copy.deepcopy(reference.state_dict())
     # chosen: the sum; rejected: the sum plus one
     pairs = [(f"{a}+{b}=", str(a + b), str(a + b + 1)) for a in range(4) for b in range(4)]
     before = adapters.run_preference_accuracy(policy, tok, pairs)
@@ -41,10 +42,8 @@ def test_dpo_loop_raises_preference_accuracy(adapters):
     assert (
         metrics[-1]["reward_accuracy"] >= 0.75 and metrics[-1]["reward_margin"] > metrics[0]["reward_margin"]
     )
-    assert all(
-        torch.equal(a, b)
-        for a, b in zip(reference.state_dict().values(), copy.deepcopy(reference).state_dict().values())
-    )
+    # the reference model is never updated
+    assert all(torch.equal(ref_before[k], v) for k, v in reference.state_dict().items())
 
 
 def first_char_reward(response: str, ground_truth: str) -> dict[str, float]:
