@@ -2,7 +2,8 @@
 
 Our ``TransformerLM`` goes through unit 1's ``basics.generate.generate`` (KV cache, temperature, top-p,
 EOS; temperature 0 is greedy), which needs prompts of equal length: prompts are grouped by token length and each group is
-generated in chunks of ``batch_size``. A Hugging Face causal LM goes through its own ``generate``.
+generated in chunks of ``batch_size``. A Hugging Face causal LM goes through its own ``generate``
+(which draws from torch's global RNG: ``generator`` is not used there).
 Any other callable (ids -> logits) gets a plain loop without a cache, which is also the reference the
 tests compare against.
 
