@@ -18,6 +18,13 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
+
+# Without a GPU the Triton kernels run in the Triton interpreter. TRITON_INTERPRET must be set
+# before any kernel is decorated, i.e. before the first test module of any unit imports one, so it
+# is set here, when the root conftest is imported (a value already in the environment is kept).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 TESTS_DIR = Path(__file__).resolve().parent
 UNITS = ("basics", "systems", "scaling", "data", "alignment")
@@ -75,14 +82,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if workers > 1:
         # Each xdist worker gets its share of the cores: torch's default of one thread per core in
         # every worker oversubscribes the machine and slows CPU training steps many times over.
-        import torch
-
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    import torch
-
     if torch.cuda.is_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs CUDA")
