@@ -78,6 +78,7 @@ class TrainConfig:
     progress: bool = True  # tqdm progress bar (rank 0)
     wandb: bool = False  # also log to Weights & Biases (offline unless configured)
     wandb_project: str = "lm-from-scratch"  # wandb project name
+    wandb_mode: Literal["offline", "online"] = "offline"  # offline runs sync later with `wandb sync`
     ddp: Literal["none", "naive", "overlap", "bucketed", "torch"] = (
         "none"  # data-parallel variant under torchrun
     )
@@ -195,7 +196,10 @@ class _MetricsLog:
             import wandb
 
             self.wandb = wandb.init(
-                project=config.wandb_project, config=_config_dict(config), dir=str(path.parent)
+                project=config.wandb_project,
+                mode=config.wandb_mode,
+                config=_config_dict(config),
+                dir=str(path.parent),
             )
 
     def write(self, record: dict) -> None:
