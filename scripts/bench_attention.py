@@ -20,7 +20,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from basics.cli import add_config_arguments, config_from_arguments
+from systems.benchmarking import device_description, resolve_device, synchronize, time_ms
 
 
 @dataclass(frozen=True)
@@ -43,36 +43,6 @@ class BenchAttentionConfig:
     warmup: int = 2  # untimed calls
     iters: int = 5  # timed calls; the fastest is reported
     max_seq_pytorch: int = 2048  # skip the Python-loop tiled version above this length
-
-
-def resolve_device(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-
-
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_ms(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
-    """Fastest wall time of ``fn()`` over ``iters`` calls, in ms, after warm-up, with device synchronisation.
-    The minimum, not the median: on a shared machine it is the run least disturbed by other processes."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return min(times)
 
 
 def forward_flops(batch_heads: int, seq: int, d: int, causal: bool) -> float:

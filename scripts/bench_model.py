@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 
 from basics.cli import add_config_arguments, config_from_arguments
 from basics.model import ModelConfig, TransformerLM
+from systems.benchmarking import device_description, resolve_device, synchronize
 
 MODEL_SIZES = {  # name: (d_model, d_ff, num_layers, num_heads), from the course handout
     "small": (768, 3072, 12, 12),
@@ -66,21 +66,6 @@ class BenchModelConfig:
     steps: int = 3  # timed steps
     trace_dir: str | None = None  # export a torch profiler trace of one forward+backward per configuration
     memory_snapshot: str | None = None  # CUDA: dump a memory-history snapshot per configuration
-
-
-def resolve_device(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-
-
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def autocast(device: torch.device, precision: str):

@@ -20,8 +20,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import platform
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from basics.cli import add_config_arguments, config_from_arguments
+from systems.benchmarking import device_description, resolve_device, time_ms
 
 # Peak HBM bandwidth in GB/s by device-name fragment, for the "% peak" column (datasheet numbers).
 PEAK_BANDWIDTH_GBPS = {
@@ -50,26 +49,6 @@ class BenchRMSNormConfig:
     iters: int = 10  # timed calls; the fastest is reported
     compile: bool = True  # include torch.compile of the plain PyTorch RMSNorm
     peak_gbps: float | None = None  # peak memory bandwidth for the % column; None: look up by device name
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_ms(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
-    """Fastest wall time of ``fn()`` over ``iters`` calls, in ms, after warm-up, with device synchronisation.
-    The minimum, not the median: on a shared machine it is the run least disturbed by other processes."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return min(times)
 
 
 def plain_rmsnorm(x: torch.Tensor, g: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -106,16 +85,6 @@ def peak_bandwidth(config: BenchRMSNormConfig, device: torch.device) -> float | 
         return None
     name = torch.cuda.get_device_name(device)
     return next((gbps for key, gbps in PEAK_BANDWIDTH_GBPS.items() if key in name), None)
-
-
-def resolve_device(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-
-
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def run(config: BenchRMSNormConfig) -> tuple[int, list[dict]]:
