@@ -11,14 +11,6 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(adapters, seed=0, **overrides):
     kwargs = dict(vocab_size=300, context_length=24, d_model=64, num_layers=2, num_heads=4, rope_theta=500.0)
     kwargs.update(overrides)

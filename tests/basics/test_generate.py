@@ -6,15 +6,6 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: with several threads on a busy 2-core machine, thread hand-offs dominate.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(adapters, seed=0, **overrides):
     kwargs = dict(vocab_size=61, context_length=16, d_model=32, num_layers=2, num_heads=4, rope_theta=1000.0)
     kwargs.update(overrides)

@@ -7,15 +7,6 @@ import torch
 import torch.nn.functional as F
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: on a busy 2-core machine, handing work between threads costs more than the math.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("shape", [(7, 11), (2, 5, 13), (3, 2, 4, 50)])
 def test_cross_entropy_matches_torch(adapters, shape):
     g = torch.Generator().manual_seed(0)
