@@ -140,6 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        from basics.checkpoint import latest_checkpoint
+
+        last = latest_checkpoint(Path(config.out_dir) / "checkpoints")
+        print(
+            f"\ninterrupted; last checkpoint: {last}. Continue with the same flags plus --resume.",
+            file=sys.stderr,
+        )
+        return 130
     if not is_main:
         return 0
 
