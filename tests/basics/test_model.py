@@ -141,10 +141,11 @@ def test_scaled_dot_product_attention_mask_true_means_attend(adapters):
     )
 
 
-def test_rope_matches_complex_rotation(adapters):
+@pytest.mark.parametrize("fast", [False, True])
+def test_rope_matches_complex_rotation(adapters, fast):
     x = torch.randn(2, 3, 10, 16, generator=_seeded())
     positions = torch.randint(0, 50, (10,), generator=_seeded(1))
-    out = adapters.run_rope(16, 10_000.0, 64, x, positions)
+    out = adapters.run_rope(16, 10_000.0, 64, x, positions, fast=fast)
     torch.testing.assert_close(out, rope_reference(x, positions, 10_000.0), atol=1e-5, rtol=1e-5)
     # A rotation keeps each pair's length.
     torch.testing.assert_close(out.pow(2).sum(-1), x.pow(2).sum(-1), atol=1e-4, rtol=1e-4)
