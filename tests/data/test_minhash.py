@@ -198,7 +198,8 @@ def test_batched_signatures_equal_one_at_a_time(adapters):
 
 
 def test_signature_agreement_estimates_jaccard_like_datasketch(adapters):
-    datasketch = pytest.importorskip("datasketch")
+    import datasketch  # the real peer, in the `data` extra
+
     rng = random.Random(5)
     base = [f"w{rng.randint(0, 100_000)}" for _ in range(600)]
     num_hashes = 256

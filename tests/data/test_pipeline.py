@@ -299,7 +299,8 @@ def test_tokenized_shards_decode_to_the_kept_texts(adapters, tmp_path):
 
 @pytest.mark.slow
 def test_ray_executor_matches_local_and_reports_a_failing_shard(adapters, tmp_path, local_run):
-    ray = pytest.importorskip("ray")
+    import ray  # in the `data` extra: a missing Ray fails this grader rather than skipping it
+
     shards = build_shards(tmp_path / "in")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # one local cluster for both runs
     try:
