@@ -33,26 +33,19 @@ def write_tokens(tmp_path: Path, n: int = 20_000, seed: int = 0) -> tuple[str, s
     return str(train), str(val)
 
 
-def config(adapters, tmp_path, **overrides):
+def settings(tmp_path, **overrides) -> dict:
+    """TrainConfig fields (minus the model) for a 40-step run on the learnable stream."""
     train_path, val_path = write_tokens(tmp_path)
-    settings = dict(
-        train_data=train_path,
-        val_data=val_path,
-        out_dir=str(tmp_path / "run"),
-        batch_size=8,
-        max_steps=40,
-        learning_rate=3e-3,
-        min_learning_rate=3e-4,
-        warmup_steps=5,
-        eval_interval=20,
-        eval_batches=4,
-        checkpoint_interval=20,
-        log_interval=5,
-        progress=False,
-        device="cpu",
-    )
-    settings.update(overrides)
-    return adapters.make_train_config(adapters.get_model_config(**TINY), **settings)
+    base = dict(
+        train_data=train_path, val_data=val_path, out_dir=str(tmp_path / "run"), batch_size=8, max_steps=40,
+        learning_rate=3e-3, min_learning_rate=3e-4, warmup_steps=5, eval_interval=20, eval_batches=4,
+        checkpoint_interval=20, log_interval=5, progress=False, device="cpu",
+    )  # fmt: skip
+    return {**base, **overrides}
+
+
+def config(adapters, tmp_path, **overrides):
+    return adapters.make_train_config(adapters.get_model_config(**TINY), **settings(tmp_path, **overrides))
 
 
 def unigram_entropy(path: str) -> float:
@@ -173,26 +166,11 @@ def _run_child(adapters, settings: dict) -> subprocess.Popen:
 
 
 def test_sigkill_at_a_random_step_then_resume_matches_uninterrupted_run(adapters, tmp_path):
-    train_path, val_path = write_tokens(tmp_path)
-    settings = dict(
-        train_data=train_path,
-        val_data=val_path,
-        batch_size=8,
-        max_steps=40,
-        learning_rate=3e-3,
-        min_learning_rate=3e-4,
-        warmup_steps=5,
-        eval_interval=10,
-        eval_batches=2,
-        checkpoint_interval=5,
-        log_interval=1,
-        progress=False,
-        device="cpu",
-    )
-    straight = {**settings, "out_dir": str(tmp_path / "straight")}
+    base = settings(tmp_path, eval_interval=10, eval_batches=2, checkpoint_interval=5, log_interval=1)
+    straight = {**base, "out_dir": str(tmp_path / "straight")}
     assert _run_child(adapters, straight).wait(timeout=300) == 0
 
-    killed = {**settings, "out_dir": str(tmp_path / "killed")}
+    killed = {**base, "out_dir": str(tmp_path / "killed")}
     kill_after = random.Random().randint(7, 33)
     metrics = tmp_path / "killed" / "metrics.jsonl"
     child = _run_child(adapters, killed)
