@@ -37,7 +37,7 @@ from basics.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from basics.data import get_batch, load_tokens
+from basics.data import check_device, get_batch, load_tokens
 from basics.model import ModelConfig, TransformerLM
 from basics.nn_utils import clip_gradients, cross_entropy
 from basics.optim import AdamW, lr_cosine_schedule, lr_wsd_schedule
@@ -128,19 +128,14 @@ class TrainingDiverged(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda, then mps, then cpu; anything else must be usable here."""
+    """'auto' -> cuda, then mps, then cpu; any other name must be usable here (else a ValueError)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} requested but MPS is not available")
-    return device
+    return check_device(name)
 
 
 def learning_rate_at(step: int, config: TrainConfig) -> float:
@@ -198,7 +193,7 @@ class _MetricsLog:
             self.wandb = wandb.init(
                 project=config.wandb_project,
                 mode=config.wandb_mode,
-                config=_config_dict(config),
+                config=asdict(config),
                 dir=str(path.parent),
             )
 
@@ -213,10 +208,6 @@ class _MetricsLog:
     def close(self) -> None:
         if self.wandb is not None:
             self.wandb.finish()
-
-
-def _config_dict(config: TrainConfig) -> dict:
-    return asdict(config)
 
 
 def _build_optimizer(model: torch.nn.Module, config: TrainConfig):
@@ -244,7 +235,7 @@ def train(config: TrainConfig, callback: Callable[[dict], None] | None = None) -
     if config.ddp != "none" or config.shard_optimizer:
         from systems.ddp import init_distributed
 
-        dist = init_distributed()
+        dist = init_distributed(config.device)
     rank = dist.rank if dist is not None else 0
     world_size = dist.world_size if dist is not None else 1
     device = dist.device if dist is not None and dist.is_distributed else resolve_device(config.device)
@@ -259,7 +250,7 @@ def train(config: TrainConfig, callback: Callable[[dict], None] | None = None) -
     is_main = rank == 0
     if is_main:
         (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(_config_dict(config), indent=2))
+        (out_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
 
     train_data = load_tokens(config.train_data)
     val_data = load_tokens(config.val_data) if config.val_data else None
@@ -318,7 +309,7 @@ def train(config: TrainConfig, callback: Callable[[dict], None] | None = None) -
                 optimizer,
                 step,
                 path,
-                config=_config_dict(config),
+                config=asdict(config),
                 extra={"data_rng": data_rng.get_state()},
             )
         if is_main:

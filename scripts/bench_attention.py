@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from basics.cli import add_config_arguments, config_from_arguments
-from systems.benchmarking import device_description, resolve_device, synchronize, time_ms
+from basics.train import resolve_device
+from systems.benchmarking import device_description, synchronize, time_ms
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ import torch.nn.functional as F
 
 from basics.cli import add_config_arguments, config_from_arguments
 from basics.model import ModelConfig, TransformerLM
-from systems.benchmarking import device_description, resolve_device, synchronize
+from basics.train import resolve_device
+from systems.benchmarking import device_description, synchronize
 
 MODEL_SIZES = {  # name: (d_model, d_ff, num_layers, num_heads), from the course handout
     "small": (768, 3072, 12, 12),

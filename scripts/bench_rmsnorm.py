@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from basics.cli import add_config_arguments, config_from_arguments
-from systems.benchmarking import device_description, resolve_device, time_ms
+from basics.train import resolve_device
+from systems.benchmarking import device_description, time_ms
 
 # Peak HBM bandwidth in GB/s by device-name fragment, for the "% peak" column (datasheet numbers).
 PEAK_BANDWIDTH_GBPS = {

@@ -14,11 +14,6 @@ from collections.abc import Callable
 import torch
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as given."""
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-
-
 def device_description(device: torch.device) -> str:
     """'NVIDIA H100 80GB HBM3' or 'CPU (x86_64, 2 threads)' for a benchmark's header line."""
     if device.type == "cuda":

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from basics.train import resolve_device
+
 __all__ = ["DistributedInfo", "init_distributed", "cleanup_distributed", "is_distributed"]
 
 _TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -57,14 +59,12 @@ def is_distributed() -> bool:
 
 
 def _resolve_device(device: str, local_rank: int) -> torch.device:
+    """Like basics.train.resolve_device, but 'auto' never picks MPS and a bare 'cuda' means this rank's GPU."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = torch.device(device)
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"init_distributed: device {device!r} requested but CUDA is not available")
-        if resolved.index is None:
-            resolved = torch.device("cuda", local_rank)
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        resolved = torch.device("cuda", local_rank)
     return resolved
 
 
