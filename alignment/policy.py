@@ -82,6 +82,8 @@ def load_policy(
 
             tokenizer = Tokenizer.load(config["tokenizer"])
         return model.eval(), tokenizer
+    if path.suffix == ".pt" or str(source).startswith((".", "/", "~")):
+        raise FileNotFoundError(f"no such policy checkpoint or model directory: {source}")
     return load_hf_policy(str(source), device, dtype)
 
 

@@ -20,8 +20,10 @@ import argparse
 import dataclasses
 import inspect
 import re
+import sys
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,17 @@ def config_from_arguments(
     if base is not None:
         return dataclasses.replace(base, **given)
     return config_cls(**given)
+
+
+def run_main(main: Callable[[], int | None]) -> None:
+    """Run a script's ``main`` and exit: bad input (a missing file, an invalid value, a missing optional
+    package) becomes one ``error: ...`` line on stderr and exit code 2, Ctrl-C exit code 130."""
+    try:
+        code = main()
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from basics.cli import run_main
+
 
 def corpus_documents(num_docs: int, min_words: int = 30) -> list[str]:
     """Docstrings of the built-in corpus with at least ``min_words`` words."""
@@ -198,4 +200,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -34,7 +34,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from basics.cli import add_config_arguments, config_from_arguments
+from basics.cli import add_config_arguments, config_from_arguments, run_main
 from basics.model import ModelConfig, TransformerLM
 from systems.ddp import wrap_model
 from systems.sharded_optimizer import ShardedOptimizer, optimizer_state_bytes
@@ -297,4 +297,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -30,6 +30,8 @@ import threading
 import time
 from pathlib import Path
 
+from basics.cli import run_main
+
 ENDOFTEXT = "<|endoftext|>"
 
 _TRAIN_OURS = """
@@ -274,4 +276,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

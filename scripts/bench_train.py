@@ -33,7 +33,7 @@ from contextlib import nullcontext
 
 import torch
 
-from basics.cli import add_config_arguments, config_from_arguments
+from basics.cli import add_config_arguments, config_from_arguments, run_main
 from basics.export import hf_llama_config, hf_llama_state_dict
 from basics.model import ModelConfig, TransformerLM
 from basics.nn_utils import cross_entropy
@@ -288,4 +288,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

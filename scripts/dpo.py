@@ -29,7 +29,7 @@ from alignment.report import format_table, save_curve
 from alignment.rewards import r1_zero_reward_fn
 from alignment.sft import ALPACA_TEMPLATE
 from alignment.tasks import TaskConfig, load_task, wrong_solution
-from basics.cli import add_config_arguments, config_from_arguments
+from basics.cli import add_config_arguments, config_from_arguments, run_main
 
 
 def main() -> None:
@@ -123,4 +123,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

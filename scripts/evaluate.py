@@ -32,7 +32,7 @@ from alignment.policy import load_policy
 from alignment.report import format_table
 from alignment.rewards import gsm8k_reward_fn, r1_zero_reward_fn
 from alignment.tasks import TaskConfig, load_task
-from basics.cli import add_config_arguments, config_from_arguments
+from basics.cli import add_config_arguments, config_from_arguments, run_main
 
 
 def main() -> None:
@@ -97,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

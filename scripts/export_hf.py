@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from basics.cli import run_main
 from basics.export import export_to_hf_llama
 from basics.generate import find_tokenizer_dir, load_trained_model
 
@@ -86,4 +87,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -19,10 +19,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
-from basics.cli import add_config_arguments, config_from_arguments
+from basics.cli import add_config_arguments, config_from_arguments, run_main
 from data.pipeline import PipelineConfig, PipelineReport, find_input_files, run_pipeline
 
 
@@ -78,4 +77,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

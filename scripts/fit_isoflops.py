@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from basics.cli import run_main
 from scaling.chinchilla import bootstrap_chinchilla, format_chinchilla_report
 from scaling.isoflops import (
     bootstrap_isoflops,
@@ -91,4 +92,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

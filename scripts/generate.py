@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from basics.cli import add_config_arguments, config_from_arguments
+from basics.cli import add_config_arguments, config_from_arguments, run_main
 from basics.generate import SampleConfig, find_tokenizer_dir, generate_text, load_trained_model
 
 
@@ -75,4 +75,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

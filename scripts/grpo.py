@@ -26,7 +26,7 @@ from alignment.policy import load_policy, save_policy
 from alignment.report import format_table, save_curve
 from alignment.rewards import r1_zero_reward_fn
 from alignment.tasks import TaskConfig, load_task
-from basics.cli import add_config_arguments, config_from_arguments
+from basics.cli import add_config_arguments, config_from_arguments, run_main
 
 
 def main() -> None:
@@ -111,4 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -30,7 +30,7 @@ from alignment.report import format_table, save_curve
 from alignment.rewards import r1_zero_reward_fn
 from alignment.sft import SFTConfig, train_sft
 from alignment.tasks import TaskConfig, load_task
-from basics.cli import add_config_arguments, config_from_arguments
+from basics.cli import add_config_arguments, config_from_arguments, run_main
 from basics.model import ModelConfig
 
 # The CPU demo: a 270K-parameter model; SFT data from a "sloppy annotator" who drops the final carry from
@@ -109,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from basics.cli import add_config_arguments, config_from_arguments
+from basics.cli import add_config_arguments, config_from_arguments, run_main
 from basics.model import ModelConfig, TransformerLM
 from basics.train import PRESET_DATASETS, PRESETS, TrainConfig, TrainingDiverged, plot_loss_curve, train
 
@@ -178,4 +178,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import random
 
-from basics.cli import add_config_arguments, config_from_arguments
+from basics.cli import add_config_arguments, config_from_arguments, run_main
 from data.quality import (
     QualityConfig,
     load_training_texts,
@@ -226,4 +226,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

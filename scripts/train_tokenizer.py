@@ -17,7 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
-from basics.cli import add_config_arguments, config_from_arguments
+from basics.cli import add_config_arguments, config_from_arguments, run_main
 from basics.tokenizer import Tokenizer, TokenizerTrainConfig, train_bpe
 
 _VALIDATION_SAMPLE_CHARS = 1_000_000
@@ -91,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

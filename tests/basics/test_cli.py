@@ -60,3 +60,18 @@ def test_help_comes_from_trailing_comments():
     assert "how many steps (default: 10)" in text
     assert "--inner" not in text
     assert "100% of the help" in text
+
+
+def test_run_main_turns_bad_input_into_one_line(capsys):
+    from basics.cli import run_main
+
+    def bad():
+        raise FileNotFoundError("no such corpus: x.txt")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(bad)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: no such corpus: x.txt\n"
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: 3)
+    assert exit_info.value.code == 3
