@@ -15,7 +15,7 @@ import json
 import pytest
 
 from tests.basics.bpe_reference import ENDOFTEXT, gpt2_bytes_to_unicode, hf_tokenizer_from_files
-from tests.conftest import load_adapters
+from tests.grading import load_adapters
 
 DOUBLE = ENDOFTEXT + ENDOFTEXT
 

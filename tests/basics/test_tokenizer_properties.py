@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.basics.bpe_reference import ENDOFTEXT, hf_tokenizer_from_files, write_vocab_merges
-from tests.conftest import load_adapters, parse_adapter_overrides
+from tests.grading import child_env, load_adapters
 
 DOUBLE = ENDOFTEXT + ENDOFTEXT
 SPECIALS = [ENDOFTEXT, DOUBLE, "<|pad|>"]
@@ -95,15 +95,14 @@ def test_encode_iterable_over_any_pieces(tokenizer, text, cuts):
 def test_encode_iterable_memory_is_bounded(request, trained, tmp_path):
     """Stream a generated ~55 MB file through encode_iterable in a fresh process: peak RSS may
     grow by far less than the file's size (the whole file as a str would be 60+ MB)."""
-    module = parse_adapter_overrides(request.config.getoption("--adapters")).get(
-        "basics", "tests.basics.adapters"
-    )
+    module = load_adapters(request.config, "basics").__name__
     write_vocab_merges(tmp_path / "vocab.json", *trained)
     script = textwrap.dedent(
         f"""
-        import importlib, json, random, resource
+        import json, random, resource
         from tests.basics.bpe_reference import read_vocab_merges
-        adapters = importlib.import_module({module!r})
+        from tests.grading import import_adapters
+        adapters = import_adapters({module!r})
         tok = adapters.get_tokenizer(*read_vocab_merges({str(tmp_path / "vocab.json")!r}), [{ENDOFTEXT!r}])
         rng = random.Random(0)
         words = ["the", "return", "value", "of", "function", "é", "东京", "42", "--", "\\n"]
@@ -123,7 +122,9 @@ def test_encode_iterable_memory_is_bounded(request, trained, tmp_path):
         print(json.dumps({{"size": os.path.getsize(path), "ids": count, "growth_kb": after - before}}))
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=child_env()
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     stats = json.loads(result.stdout.strip().splitlines()[-1])
     assert stats["size"] >= 50_000_000 and stats["ids"] > 1_000_000

@@ -4,7 +4,6 @@ bit (also after a SIGKILL at a random step), stops clearly on a NaN loss, and va
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -16,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from tests.grading import child_env
 
 TINY = dict(vocab_size=32, context_length=16, d_model=32, num_layers=2, num_heads=2, d_ff=64)
 
@@ -149,8 +150,9 @@ def test_missing_data_and_out_of_range_ids_are_reported(adapters, tmp_path):
 
 CHILD = textwrap.dedent(
     """
-    import importlib, sys
-    adapters = importlib.import_module(sys.argv[1])
+    import sys
+    from tests.grading import import_adapters
+    adapters = import_adapters(sys.argv[1])
     from tests.basics.test_train import TINY
     import json
     settings = json.loads(sys.argv[2])
@@ -161,7 +163,7 @@ CHILD = textwrap.dedent(
 
 
 def _run_child(adapters, settings: dict) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = child_env(OMP_NUM_THREADS="1")  # PYTHONPATH prepended: graded adapters stay importable
     return subprocess.Popen([sys.executable, "-c", CHILD, adapters.__name__, json.dumps(settings)], env=env)
 
 

@@ -110,8 +110,9 @@ def test_invalid_requests_are_refused_without_charge(adapters, tmp_path, bad):
 
 
 _CHILD = """
-import importlib, os, pathlib, sys, time
-adapters = importlib.import_module(sys.argv[1])
+import os, pathlib, sys, time
+from tests.grading import import_adapters
+adapters = import_adapters(sys.argv[1])
 db, go, d_model, flops = sys.argv[2], pathlib.Path(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 (go.parent / f"ready-{os.getpid()}").touch()
 while not go.exists():
@@ -137,6 +138,7 @@ def _race(adapters, tmp_path, budget, jobs):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=child_env(),
         )
         for d, f in jobs
     ]

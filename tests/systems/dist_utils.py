@@ -14,7 +14,6 @@ whose *name* they are given (the ``adapters`` fixture's ``__name__``).
 from __future__ import annotations
 
 import datetime
-import importlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -68,7 +67,10 @@ def run_on_ranks(fn: Callable[..., Any], world_size: int = 2, *args: Any) -> lis
 
 
 def load_adapters(name: str) -> ModuleType:
-    return importlib.import_module(name)
+    """The adapters module (name or file path) a worker was given, imported in the worker."""
+    from tests.grading import import_adapters
+
+    return import_adapters(name)
 
 
 # ---- toy model: tied embedding/output weights, a frozen layer, a buffer ----

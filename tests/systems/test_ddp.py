@@ -33,7 +33,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from tests.conftest import load_adapters
+from tests.grading import load_adapters
 from tests.systems import dist_utils as du
 
 STEPS = 3

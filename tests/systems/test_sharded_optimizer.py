@@ -19,7 +19,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import load_adapters
+from tests.grading import load_adapters
 from tests.systems import dist_utils as du
 
 STEPS = 4

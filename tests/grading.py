@@ -1,0 +1,411 @@
+"""The grading plugin: grade any implementation through the course's adapter functions, with points.
+
+Loaded by ``tests/conftest.py`` (``pytest_plugins``); a student starter ships the same file. It adds:
+
+* ``--adapters UNIT=SPEC`` (repeatable): grade another implementation. SPEC is a module name
+  (``student_pkg.adapters``) or the path of an adapters file (``/path/to/repo/tests/adapters.py``);
+  for a file, the repository root above its ``tests/`` folder goes first on ``sys.path``, so the
+  student's own package imports. A module that does not import stops the run once, with one line.
+* The ``adapters`` fixture: the adapters of the unit whose folder the test lives in, wrapped so that a
+  missing function, or one that raises ``NotImplementedError``, *skips* the grader with
+  ``not implemented: run_xxx`` (0 points) instead of erroring. Older course names are accepted
+  (``compute_per_instance_dpo_loss`` for ``run_compute_per_instance_dpo_loss``). A ``core`` grader
+  may call only the course's own adapter functions (``CONTRACT`` below); anything else is a grader
+  bug and fails loudly.
+* ``@pytest.mark.points(n, problem="...")`` on a core grader: ``n`` points for the problem, split
+  evenly over the cases of a parametrized grader. ``--grade results.json`` prints a per-problem
+  score table and writes Gradescope's ``results.json``; ``--junitxml`` records each grader's points
+  and problem as properties.
+* Hypothesis runs derandomized with no example database (the same examples on every machine).
+
+Why hand-written: the Gradescope helpers on PyPI are unittest runners (gradescope-utils) or keep
+their scores in per-process globals keyed by function (byu-pytest-utils), which loses the scores
+under pytest-xdist and has no per-problem grouping; this file is ~300 lines of plain pytest hooks.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+UNITS = ("basics", "systems", "scaling", "data", "alignment")
+
+# The course's adapter functions, every release (see the README's "Graders" section). Core graders
+# may call only these; our own extras are "extension" adapters.
+CONTRACT: dict[str, frozenset[str]] = {
+    "basics": frozenset(
+        "run_linear run_embedding run_swiglu run_positionwise_feedforward run_scaled_dot_product_attention "
+        "run_multihead_self_attention run_multihead_self_attention_with_rope run_rope "
+        "run_transformer_block run_transformer_lm run_rmsnorm run_silu run_gelu run_get_batch "
+        "run_softmax run_cross_entropy run_gradient_clipping get_adamw_cls run_get_lr_cosine_schedule "
+        "run_save_checkpoint run_load_checkpoint get_tokenizer run_train_bpe".split()
+    ),
+    "systems": frozenset(
+        "get_rmsnorm_autograd_function_pytorch get_rmsnorm_autograd_function_triton "
+        "rmsnorm_backward_g_pytorch rmsnorm_backward_x_pytorch "
+        "get_flashattention_autograd_function_pytorch get_flashattention_autograd_function_triton "
+        "get_ddp get_ddp_individual_parameters ddp_on_after_backward "
+        "ddp_individual_parameters_on_after_backward get_ddp_bucketed ddp_bucketed_on_after_backward "
+        "ddp_bucketed_on_train_batch_start get_fsdp fsdp_on_after_backward fsdp_gather_full_params "
+        "get_sharded_optimizer".split()
+    ),
+    # The course's scaling assignment has no adapters file: its core graders use the functions below,
+    # the questions its handout asks (parameter and FLOP counts, IsoFLOPs fits).
+    "scaling": frozenset("run_count_parameters run_forward_flops_per_token run_fit_isoflops".split()),
+    "data": frozenset(
+        "run_extract_text_from_html_bytes run_identify_language run_mask_emails run_mask_phone_numbers "
+        "run_mask_ips run_classify_nsfw run_classify_toxic_speech run_classify_quality "
+        "run_gopher_quality_filter run_exact_line_deduplication run_minhash_deduplication".split()
+    ),
+    "alignment": frozenset(
+        "run_tokenize_prompt_and_output run_compute_group_normalized_rewards run_compute_entropy "
+        "run_get_response_log_probs run_compute_naive_policy_gradient_loss run_compute_grpo_clip_loss "
+        "run_compute_policy_gradient_loss run_masked_mean run_sft_microbatch_train_step "
+        "run_grpo_microbatch_train_step run_masked_normalize get_packed_sft_dataset run_iterate_batches "
+        "run_parse_mmlu_response run_parse_gsm8k_response run_compute_per_instance_dpo_loss".split()
+    ),
+}
+
+# Course names of other releases for the same function (same parameters and meaning).
+ALIASES = {"run_compute_per_instance_dpo_loss": ("compute_per_instance_dpo_loss",)}
+
+_added_paths: list[str] = []  # sys.path entries added for file adapters: children need them too
+
+
+# ---------------------------------------------------------------------------------------- loading
+
+
+def import_adapters(spec: str) -> ModuleType:
+    """Import an adapters module from a module name or from the path of a ``.py`` file."""
+    path = Path(spec)
+    if spec.endswith(".py") or path.is_file():
+        path = path.resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"no adapters file {spec}")
+        root = next((p.parent for p in path.parents if p.name == "tests"), path.parent)
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+            _added_paths.insert(0, str(root))
+        name = "_graded_adapters_" + "".join(c if c.isalnum() else "_" for c in str(path))
+        if name in sys.modules:
+            return sys.modules[name]
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return module
+    return importlib.import_module(spec)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a grader's subprocess: this repository (and any student repository whose
+    adapters file is graded) PREPENDED to PYTHONPATH, never replacing it."""
+    root = str(Path(__file__).resolve().parents[1])
+    existing = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    paths = list(dict.fromkeys([*_added_paths, root, *existing]))
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), **extra}
+
+
+def _one_line(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return " ".join(text.split())
+
+
+def adapter_specs(config: pytest.Config) -> dict[str, str]:
+    """UNIT -> adapters spec: the ``grading_adapters`` ini lines, then ``--adapters`` overrides."""
+    specs = {}
+    for line in config.getini("grading_adapters"):
+        unit, _, spec = line.partition("=")
+        specs[unit.strip()] = spec.strip()
+    if not specs:
+        specs = {unit: f"tests.{unit}.adapters" for unit in UNITS}
+    for value in config.getoption("--adapters"):
+        unit, sep, spec = value.partition("=")
+        if not sep or not spec:
+            raise pytest.UsageError(f"--adapters expects UNIT=MODULE_OR_FILE, got {value!r}")
+        if unit not in specs:
+            raise pytest.UsageError(f"--adapters: unknown unit {unit!r}; choose from {', '.join(specs)}")
+        specs[unit] = spec
+    return specs
+
+
+def _load(config: pytest.Config, unit: str) -> ModuleType:
+    spec = adapter_specs(config)[unit]
+    try:
+        return import_adapters(spec)
+    except Exception as error:
+        raise pytest.UsageError(
+            f"cannot import the {unit} adapters {spec!r}: {_one_line(error)}"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------- the proxy
+
+
+class Adapters:
+    """An adapters module seen by a grader: missing or unimplemented functions skip the grader."""
+
+    def __init__(self, module: ModuleType, unit: str, spec: str, core: bool):
+        self._module, self._unit, self._core = module, unit, core
+        self.__name__ = spec  # what a subprocess passes to import_adapters
+
+    def _find(self, name: str) -> Any:
+        for candidate in (name, *ALIASES.get(name, ())):
+            if hasattr(self._module, candidate):
+                return getattr(self._module, candidate)
+        return None
+
+    def provides(self, name: str) -> bool:
+        """Whether the module defines ``name`` (or an older course name for it)."""
+        return self._find(name) is not None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self._core and self._unit in CONTRACT and name not in CONTRACT[self._unit]:
+            pytest.fail(f"grader bug: a core grader called {name}, which is not a course adapter", False)
+        function = self._find(name)
+        if function is None:
+            pytest.skip(f"not implemented: {name}")
+        if not callable(function):
+            return function
+
+        @functools.wraps(function)
+        def call(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except NotImplementedError:
+                pytest.skip(f"not implemented: {name}")
+
+        return call
+
+
+def unit_of(config: pytest.Config, path: Path) -> str:
+    specs = adapter_specs(config)
+    try:
+        relative = Path(path).resolve().relative_to(Path(config.rootpath) / "tests")
+    except ValueError:
+        relative = Path()
+    if relative.parts and relative.parts[0] in specs:
+        return relative.parts[0]
+    if len(specs) == 1:
+        return next(iter(specs))
+    raise ValueError(f"{path} is not inside a unit folder (tests/<unit>/)")
+
+
+def load_adapters(config: pytest.Config, unit: str, core: bool = False) -> Adapters:
+    """The wrapped adapters of ``unit`` (for module-scoped fixtures; tests use ``adapters``)."""
+    return Adapters(_load(config, unit), unit, adapter_specs(config)[unit], core)
+
+
+@pytest.fixture
+def adapters(request: pytest.FixtureRequest) -> Adapters:
+    """The adapters of the unit whose folder the requesting test lives in."""
+    core = request.node.get_closest_marker("core") is not None
+    return load_adapters(request.config, unit_of(request.config, request.path), core)
+
+
+def raises_any():
+    """Where the handout only says "raise": any exception passes, except NotImplementedError (a stub
+    is not a correct refusal; the grader is skipped as not implemented)."""
+    return _RaisesAny()
+
+
+class _RaisesAny:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            pytest.fail("expected an exception, none was raised", False)
+        if issubclass(kind, NotImplementedError):
+            pytest.skip("not implemented")
+        return issubclass(kind, Exception)
+
+
+# ---------------------------------------------------------------------------------------- hooks
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("grading")
+    group.addoption(
+        "--adapters",
+        action="append",
+        default=[],
+        metavar="UNIT=SPEC",
+        help="grade another implementation: UNIT's adapters from a module name or an adapters .py file "
+        "(repeatable), e.g. --adapters basics=/path/to/repo/tests/adapters.py",
+    )
+    group.addoption(
+        "--grade",
+        metavar="RESULTS_JSON",
+        default=None,
+        help="print a per-problem score table and write Gradescope's results.json to this path",
+    )
+    parser.addini("grading_adapters", "UNIT=MODULE lines: each unit's default adapters", type="linelist")
+
+
+def _selected_units(config: pytest.Config) -> list[str]:
+    specs = adapter_specs(config)
+    tests_dir = Path(config.rootpath) / "tests"
+    args = [Path(a.split("::")[0]).resolve() for a in config.args] or [tests_dir]
+    selected = []
+    for unit in specs:
+        folder = tests_dir / unit if (tests_dir / unit).is_dir() else tests_dir
+        if any(folder == a or a in folder.parents or folder in a.parents for a in args):
+            selected.append(unit)
+    return selected
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        from hypothesis import settings
+
+        settings.register_profile("graders", derandomize=True, database=None, deadline=None)
+        settings.load_profile("graders")
+    except ImportError:
+        pass
+    # Import every adapters module this run will use now: a broken one stops the run here, once.
+    for unit in _selected_units(config):
+        _load(config, unit)
+    if config.getoption("--grade") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(Gradebook(config), "gradebook")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Attach points (split over a parametrized grader's cases) and problem as user properties."""
+    cases: dict[tuple, list[pytest.Item]] = defaultdict(list)
+    for item in items:
+        if item.get_closest_marker("points") is not None:
+            cases[(item.path, getattr(item, "originalname", item.name))].append(item)
+    for group in cases.values():
+        for item in group:
+            marker = item.get_closest_marker("points")
+            if not marker.args or "problem" not in marker.kwargs:
+                raise pytest.UsageError(f"{item.nodeid}: use @pytest.mark.points(n, problem='...')")
+            item.user_properties.append(("points", float(marker.args[0]) / len(group)))
+            item.user_properties.append(("problem", marker.kwargs["problem"]))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function):
+    try:
+        return (yield)
+    except NotImplementedError as error:
+        raise pytest.skip.Exception(f"not implemented: {_where(error)}", _use_item_location=True) from None
+    except Exception as error:
+        # A spawned worker that hit a stub: torch reports it as the worker's traceback text.
+        if "NotImplementedError" in str(error) and type(error).__name__ == "ProcessRaisedException":
+            raise pytest.skip.Exception("not implemented (in a worker process)", _use_item_location=True) from None
+        raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    # Fixtures are filled here: a module-scoped fixture that hit a stub skips every grader using it.
+    try:
+        return (yield)
+    except NotImplementedError as error:
+        raise pytest.skip.Exception(f"not implemented: {_where(error)}", _use_item_location=True) from None
+
+
+def _where(error: BaseException) -> str:
+    """The innermost function a NotImplementedError came from (e.g. ``encode``)."""
+    traceback = error.__traceback__
+    name = "?"
+    while traceback is not None:
+        name = traceback.tb_frame.f_code.co_name
+        traceback = traceback.tb_next
+    return name
+
+
+# ---------------------------------------------------------------------------------------- results
+
+
+class Gradebook:
+    """Collects each graded test's outcome (also from xdist workers) and writes the results."""
+
+    def __init__(self, config: pytest.Config):
+        self.path = Path(config.getoption("--grade"))
+        self.tests: dict[str, dict] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        properties = dict(report.user_properties)
+        if "points" not in properties:
+            return
+        entry = self.tests.setdefault(
+            report.nodeid,
+            {"points": properties["points"], "problem": properties["problem"], "status": "passed", "output": ""},
+        )
+        if report.failed:
+            entry["status"] = "failed"
+            entry["output"] = report.longreprtext[-4000:]
+        elif report.skipped and entry["status"] == "passed":
+            entry["status"] = "skipped"
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            entry["output"] = reason.removeprefix("Skipped: ")
+
+    def results(self) -> dict:
+        tests = []
+        for nodeid, entry in self.tests.items():
+            earned = entry["points"] if entry["status"] == "passed" else 0.0
+            tests.append(
+                {
+                    "name": nodeid,
+                    "score": round(earned, 4),
+                    "max_score": round(entry["points"], 4),
+                    "status": "passed" if entry["status"] == "passed" else "failed",
+                    "output": entry["output"] or entry["status"],
+                    "visibility": "visible",
+                    "tags": [entry["problem"]],
+                }
+            )
+        score = sum(t["score"] for t in tests)
+        max_score = sum(t["max_score"] for t in tests)
+        return {
+            "score": round(score, 2),
+            "max_score": round(max_score, 2),
+            "output": self.table(),
+            "visibility": "visible",
+            "stdout_visibility": "visible",
+            "tests": tests,
+        }
+
+    def table(self) -> str:
+        rows: dict[str, list[float]] = {}
+        for entry in self.tests.values():
+            row = rows.setdefault(entry["problem"], [0, 0, 0.0, 0.0])
+            row[1] += 1
+            row[3] += entry["points"]
+            if entry["status"] == "passed":
+                row[0] += 1
+                row[2] += entry["points"]
+        width = max([len("problem"), *map(len, rows)])
+        lines = [f"{'problem':<{width}}  passed  points"]
+        for problem, (passed, total, earned, points) in rows.items():
+            lines.append(f"{problem:<{width}}  {passed:>3}/{total:<3} {earned:6.2f}/{points:g}")
+        total = [sum(r[i] for r in rows.values()) for i in range(4)]
+        lines.append(f"{'total':<{width}}  {total[0]:>3}/{total[1]:<3} {total[2]:6.2f}/{total[3]:g}")
+        return "\n".join(lines)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        terminalreporter.section("grade")
+        terminalreporter.write_line(self.table())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.results(), indent=2) + "\n", encoding="utf-8")
+        terminalreporter.write_line(f"wrote {self.path}")
