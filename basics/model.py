@@ -30,6 +30,8 @@ from einops import rearrange
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
+from basics.accounting import count_parameters, forward_flops_per_token
+
 NormType = Literal["rmsnorm", "layernorm", "none"]
 NormImpl = Literal["reference", "torch", "pytorch_autograd", "triton"]
 AttentionImpl = Literal["reference", "sdpa", "flash_pytorch", "flash_triton"]
@@ -138,32 +140,14 @@ class ModelConfig:
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Parameter count. ``non_embedding=True`` leaves out the token and position embeddings and
-        the output head (Kaplan et al.'s N): what remains is the blocks and the final norm."""
-        d, kv_dim = self.d_model, self.kv_heads * self.d_head
-        norm_size = {"rmsnorm": d, "layernorm": 2 * d, "none": 0}[self.norm]
-        attention = 2 * d * d + 2 * d * kv_dim  # q, output, and k, v projections
-        ffn = (3 if self.ffn == "swiglu" else 2) * d * self.ffn_dim
-        final_norm = norm_size if self.norm_position == "pre" else 0
-        blocks = self.num_layers * (attention + ffn + 2 * norm_size) + final_norm
-        if non_embedding:
-            return blocks
-        embeddings = self.vocab_size * d + (self.context_length * d if self.positions == "learned" else 0)
-        head = 0 if self.tie_embeddings else self.vocab_size * d
-        return blocks + embeddings + head
+        the output head (Kaplan et al.'s N). Counted in basics/accounting.py, the one place."""
+        counts = count_parameters(self)
+        return counts.non_embedding if non_embedding else counts.total
 
     def flops_per_token(self, context_length: int | None = None) -> int:
-        """Forward-pass matmul FLOPs per token at ``context_length`` (default: the full context).
-
-        2 FLOPs per multiply-add for every weight matrix a token passes through, plus attention's
-        QK^T and AV (2 * seq * d_model each per layer, counted without the causal halving).
-        scaling/flops.py breaks this down matmul by matmul."""
-        seq = self.context_length if context_length is None else context_length
-        d, kv_dim = self.d_model, self.kv_heads * self.d_head
-        matmul_params = self.num_layers * (
-            2 * d * d + 2 * d * kv_dim + (3 if self.ffn == "swiglu" else 2) * d * self.ffn_dim
-        )
-        matmul_params += self.vocab_size * d  # output head (tied or not, it is a matmul)
-        return 2 * matmul_params + self.num_layers * 4 * seq * d
+        """Forward-pass matmul FLOPs per token at ``context_length`` (default: the full context);
+        attention counted as executed. Counted in basics/accounting.py, the one place."""
+        return forward_flops_per_token(self, context_length)
 
     def to_dict(self) -> dict:
         return asdict(self)

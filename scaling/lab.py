@@ -497,13 +497,13 @@ def select_shapes(
 ) -> list[tuple[int, int, int]]:
     """The ``sizes_per_budget`` shapes closest in log N to ``N* = sqrt(C / (6 · tokens_per_parameter))``
     that buy at least ``lab.min_steps`` steps, sorted by N."""
-    from types import SimpleNamespace
+    from basics.model import ModelConfig
 
     target = math.sqrt(budget / (6 * config.tokens_per_parameter))
     usable = []
     for shape in shapes:
         d_model, num_layers, num_heads = shape
-        model = SimpleNamespace(
+        model = ModelConfig(
             vocab_size=lab.vocab_size,
             context_length=lab.context_length,
             d_model=d_model,

@@ -71,6 +71,13 @@ def run_six_nd(config, tokens, non_embedding=True) -> float:
     return six_nd(config, tokens, non_embedding)
 
 
+def run_measured_training_flops(model, token_ids) -> tuple[int, int]:
+    """(forward, forward + backward) FLOPs PyTorch executes for ``model(token_ids)`` (FlopCounterMode)."""
+    from scaling.flops import measured_training_flops
+
+    return measured_training_flops(model, token_ids)
+
+
 def run_flops_table(config, tokens) -> str:
     from scaling.flops import format_flops_table
 

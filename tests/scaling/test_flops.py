@@ -169,3 +169,15 @@ def test_bad_context_length_is_rejected(adapters):
     config = adapters.make_model_config(**SMALL)
     with pytest.raises(ValueError):
         adapters.run_forward_flops_per_token(config, context_length=0)
+
+
+@pytest.mark.extension
+def test_measured_training_flops_matches_the_count(adapters):
+    """The library's FlopCounterMode helper reports what PyTorch executed: forward and 3x forward."""
+    config = config_for(adapters, num_kv_heads=2)
+    model = adapters.build_transformer(config)
+    ids = torch.randint(0, config.vocab_size, (2, 9))
+    forward, total = adapters.run_measured_training_flops(model, ids)
+    assert forward == 2 * 9 * adapters.run_forward_flops_per_token(config, context_length=9)
+    assert total == 3 * forward
+    assert all(p.grad is None for p in model.parameters())  # the measurement leaves no gradients behind
