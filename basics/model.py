@@ -232,6 +232,11 @@ def silu(x: Tensor) -> Tensor:
     return x * torch.sigmoid(x)
 
 
+def gelu(x: Tensor) -> Tensor:
+    """GELU(x) = x * Phi(x), Phi the standard normal CDF (the exact form, not the tanh approximation)."""
+    return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
 class SwiGLU(nn.Module):
     """FFN(x) = W2(SiLU(W1 x) * W3 x)  (Shazeer, 2020)."""
 
@@ -257,9 +262,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         h = self.w1(x)
-        # GELU(x) = x * Phi(x), Phi the standard normal CDF (the exact form, not the tanh approximation).
-        h = silu(h) if self.activation == "silu" else 0.5 * h * (1.0 + torch.erf(h / math.sqrt(2.0)))
-        return self.w2(h)
+        return self.w2(silu(h) if self.activation == "silu" else gelu(h))
 
 
 class RotaryPositionalEmbedding(nn.Module):

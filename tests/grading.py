@@ -180,7 +180,7 @@ class Adapters:
             pytest.fail(f"grader bug: a core grader called {name}, which is not a course adapter", False)
         function = self._find(name)
         if function is None:
-            pytest.skip(f"not implemented: {name}")
+            raise pytest.skip.Exception(f"not implemented: {name}", _use_item_location=True)
         if not callable(function):
             return function
 
@@ -189,7 +189,7 @@ class Adapters:
             try:
                 return function(*args, **kwargs)
             except NotImplementedError:
-                pytest.skip(f"not implemented: {name}")
+                raise pytest.skip.Exception(f"not implemented: {name}", _use_item_location=True) from None
 
         return call
 
@@ -233,7 +233,7 @@ class _RaisesAny:
         if kind is None:
             pytest.fail("expected an exception, none was raised", False)
         if issubclass(kind, NotImplementedError):
-            pytest.skip("not implemented")
+            raise pytest.skip.Exception("not implemented", _use_item_location=True)
         return issubclass(kind, Exception)
 
 

@@ -18,6 +18,8 @@ from tests.alignment.tiny import (
     tiny_hf_model,
 )
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 
 def test_dpo_loss_hand_computed(adapters):
     policy_w = torch.tensor([-3.0, -5.0])

@@ -10,6 +10,8 @@ import torch
 
 from tests.alignment.tiny import BigramLM, CharTokenizer, hf_char_tokenizer, tiny_hf_model
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 
 def chain_model(tok: CharTokenizer, transitions: dict[str, str]) -> BigramLM:
     """A bigram model that (almost surely) follows ``transitions``; "$" stands for EOS."""

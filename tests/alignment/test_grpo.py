@@ -8,6 +8,8 @@ import math
 import pytest
 import torch
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 
 def numeric_reward(response: str, ground_truth: str) -> dict[str, float]:
     return {"reward": float(response), "format_reward": 1.0, "answer_reward": float(response)}

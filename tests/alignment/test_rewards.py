@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 FULL = {"format_reward": 1.0, "answer_reward": 1.0, "reward": 1.0}
 WRONG = {"format_reward": 1.0, "answer_reward": 0.0, "reward": 0.0}
 NO_FORMAT = {"format_reward": 0.0, "answer_reward": 0.0, "reward": 0.0}

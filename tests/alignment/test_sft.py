@@ -17,6 +17,8 @@ from tests.alignment.tiny import (
     tiny_hf_model,
 )
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 
 @pytest.fixture(scope="module")
 def char_tok():

@@ -10,6 +10,8 @@ import torch
 
 from tests.alignment.tiny import CharTokenizer
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 
 def tiny_lm(adapters, tok, seed=0):
     return adapters.get_transformer_lm(tok.vocab_size, 32, 32, 1, 2, 64, seed=seed)

@@ -170,6 +170,33 @@ def run_multihead_self_attention(
     return layer(in_features, token_positions)
 
 
+def run_multihead_self_attention_with_rope(
+    d_model,
+    num_heads,
+    max_seq_len,
+    theta,
+    q_proj_weight,
+    k_proj_weight,
+    v_proj_weight,
+    o_proj_weight,
+    in_features,
+    token_positions=None,
+):
+    """Causal MHA with RoPE at ``token_positions`` (default 0..seq-1)."""
+    return run_multihead_self_attention(
+        d_model,
+        num_heads,
+        q_proj_weight,
+        k_proj_weight,
+        v_proj_weight,
+        o_proj_weight,
+        in_features,
+        max_seq_len=max_seq_len,
+        theta=theta,
+        token_positions=token_positions,
+    )
+
+
 def run_transformer_block(d_model, num_heads, d_ff, max_seq_len, theta, weights, in_features):
     from basics.model import ModelConfig, TransformerBlock
 

@@ -10,6 +10,8 @@ import pytest
 
 from basics.cli import add_config_arguments, config_from_arguments, field_comments
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 
 @dataclass(frozen=True)
 class Inner:

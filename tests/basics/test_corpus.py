@@ -19,6 +19,8 @@ from basics.corpus import (
     write_corpus,
 )
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 
 def test_write_corpus_splits_documents_deterministically(tmp_path):
     docs = [f"document number {i}\nwith two lines" for i in range(40)] + ["", "   "]

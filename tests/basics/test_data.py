@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 EOS = "<|endoftext|>"
 
 

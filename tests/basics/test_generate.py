@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 
 def _model(adapters, seed=0, **overrides):
     kwargs = dict(vocab_size=61, context_length=16, d_model=32, num_layers=2, num_heads=4, rope_theta=1000.0)

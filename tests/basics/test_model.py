@@ -10,6 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 SMALL = dict(
     vocab_size=97, context_length=32, d_model=48, num_layers=2, num_heads=4, d_ff=64, rope_theta=10_000.0
 )

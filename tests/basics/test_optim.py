@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 
 def _model(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)

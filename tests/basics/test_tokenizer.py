@@ -17,6 +17,8 @@ import pytest
 from tests.basics.bpe_reference import ENDOFTEXT, gpt2_bytes_to_unicode, hf_tokenizer_from_files
 from tests.grading import load_adapters
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 DOUBLE = ENDOFTEXT + ENDOFTEXT
 
 

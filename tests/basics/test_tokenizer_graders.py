@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = "tests/basics/test_train_bpe.py"
 

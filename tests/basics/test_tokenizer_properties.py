@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from tests.basics.bpe_reference import ENDOFTEXT, hf_tokenizer_from_files, write_vocab_merges
 from tests.grading import child_env, load_adapters
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 DOUBLE = ENDOFTEXT + ENDOFTEXT
 SPECIALS = [ENDOFTEXT, DOUBLE, "<|pad|>"]
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -18,6 +18,8 @@ import torch
 
 from tests.grading import child_env
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 TINY = dict(vocab_size=32, context_length=16, d_model=32, num_layers=2, num_heads=2, d_ff=64)
 
 

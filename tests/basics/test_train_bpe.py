@@ -11,6 +11,8 @@ import regex
 
 from tests.basics.bpe_reference import ENDOFTEXT, reference_train_bpe
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 
 @pytest.fixture(scope="module")
 def corpus_text() -> str:

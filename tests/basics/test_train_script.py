@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 REPO = Path(__file__).resolve().parents[2]
 
 

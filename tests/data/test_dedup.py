@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 
 def split_lines(text: bytes) -> list[bytes]:
     """Lines split on b"\\n" only, each keeping its newline (the last one may have none)."""

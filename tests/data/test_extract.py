@@ -9,6 +9,8 @@ import pytest
 
 from tests.data.warc_factory import binary_payload, encode_page, html_page
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 PROSE = ["Grüße aus Köln – “zitiert” für 5 €.", "Crème brûlée, naïve café, œuvre."]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 
 def words(n, word="word"):
     return " ".join([word] * n)

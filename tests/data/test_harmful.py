@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 CLEAN = [
     "Thank you for the thoughtful review, I will fix the typo in section two.",
     "The committee met on Tuesday to discuss the new library budget.",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 SAMPLES = {
     "en": "The committee met on Tuesday to discuss the new library budget, and most members agreed "
     "that the children's reading room should be renovated before the winter holidays.",

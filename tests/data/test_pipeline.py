@@ -22,6 +22,8 @@ from tests.data.warc_factory import (
     write_wet,
 )
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 REPO = Path(__file__).resolve().parents[2]
 FOOTER = "Copyright 2024 Example Network. All rights reserved."
 FRENCH = [

@@ -12,6 +12,8 @@ import pytest
 
 from tests.data.warc_factory import Page, encode_page, html_page, write_warc
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 REPO = Path(__file__).resolve().parents[2]
 SUBJECTS = [
     "the committee",

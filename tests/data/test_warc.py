@@ -17,6 +17,8 @@ from tests.data.warc_factory import (
     write_wet,
 )
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 SUFFIXES = [".warc", ".warc.gz"]
 
 

@@ -12,6 +12,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 SMALL = dict(vocab_size=1000, context_length=128, d_model=64, num_layers=2, num_heads=4)
 
 # Variants that change what gets counted: GQA, plain FFNs with odd widths, norms, positions, tying.

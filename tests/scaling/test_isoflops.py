@@ -10,6 +10,8 @@ import pytest
 
 from tests.scaling.synthetic import TRUE_LAW, chinchilla_runs, parabola_runs, true_optimal_parameters
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 TRUE_EXPONENT = TRUE_LAW["beta"] / (TRUE_LAW["alpha"] + TRUE_LAW["beta"])  # 0.4516
 
 

@@ -36,6 +36,8 @@ import torch.distributed as dist
 from tests.grading import load_adapters
 from tests.systems import dist_utils as du
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 STEPS = 3
 LR = 0.1
 # (name, bucket size in MiB or None). 1e-5 MiB is 10 bytes: smaller than any parameter.

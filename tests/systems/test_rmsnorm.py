@@ -15,6 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 EPS = 1e-5
 SHAPES = [(10, 20, 50), (3, 7), (2, 5, 1000), (1, 1)]
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}

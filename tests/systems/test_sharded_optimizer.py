@@ -22,6 +22,8 @@ import torch
 from tests.grading import load_adapters
 from tests.systems import dist_utils as du
 
+pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
+
 STEPS = 4
 DEFAULTS = {"lr": 1e-2, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.1}
 SECOND_GROUP = {"lr": 3e-3, "weight_decay": 0.0}
