@@ -14,6 +14,8 @@ import time
 import numpy as np
 import pytest
 
+from tests.grading import child_env
+
 pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
 
 BASE = {"d_model": 32, "num_layers": 2, "num_heads": 2, "batch_size": 4, "learning_rate": 1e-3}
