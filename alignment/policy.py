@@ -72,7 +72,7 @@ def load_policy(
                 f"{path}: checkpoint has no model config; save it with alignment.policy.save_policy"
             )
         model = TransformerLM.from_config(
-            ModelConfig(**config["model"]), device=torch.device(device), dtype=dtype
+            ModelConfig.from_dict(config["model"]), device=torch.device(device), dtype=dtype
         )
         load_checkpoint(path, model, map_location=device)
         if config.get("tokenizer", "bytes") == "bytes":

@@ -235,7 +235,7 @@ def load_trained_model(
         raise ValueError(f"{checkpoint} was saved without a config; cannot rebuild the model")
     model_fields = config.get("model", config)
     try:
-        model_config = ModelConfig(**model_fields)
+        model_config = ModelConfig.from_dict(model_fields)
     except TypeError as error:
         raise ValueError(f"{checkpoint}: stored config is not a ModelConfig: {error}") from None
     model = TransformerLM(model_config, device=check_device(device))

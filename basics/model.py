@@ -8,10 +8,12 @@ tensor ops so that every step is visible. Read it top to bottom::
 
 Beyond the handout, :class:`ModelConfig` carries the course's ablation switches (norm type and
 position, feed-forward type, position encoding, tied embeddings, dropout), grouped-query attention
-(``num_kv_heads``), and the implementation switches that later units use: ``fast=True`` swaps in
-torch's fused kernels (``F.rms_norm``, ``F.scaled_dot_product_attention``); ``norm_impl="triton"``
-and ``attention_impl="flash_triton"`` swap in the unit-2 kernels from ``systems/``. Every switch
-keeps the reference path beside it, and the tests compare them.
+(``num_kv_heads``), and one switch per implementation choice: ``norm_impl`` (``"torch"``: torch's
+fused ``F.rms_norm``), ``attention_impl`` (``"sdpa"``: ``F.scaled_dot_product_attention``) and
+``rope_impl`` (``"complex"``: RoPE as one complex multiply). The unit-2 kernels (``norm_impl="triton"``,
+``attention_impl="flash_triton"``, ...) live in ``systems/``, which registers them in :data:`KERNELS`
+when it is imported; ``basics`` never imports ``systems``. Every switch keeps the reference path
+beside it, and the tests compare them.
 
 Deliberate simplifications: dropout is applied to the residual branches only (not to attention
 probabilities); the KV cache is a plain preallocated buffer per layer.
@@ -19,10 +21,9 @@ probabilities); the KV cache is a plain preallocated buffer per layer.
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -32,31 +33,47 @@ from torch import Tensor, nn
 
 from basics.accounting import count_parameters, forward_flops_per_token
 
+# The valid choices of each switch are written once, here; validation and the CLI read them.
 NormType = Literal["rmsnorm", "layernorm", "none"]
+NormPosition = Literal["pre", "post"]
+FFNType = Literal["swiglu", "silu", "gelu"]
+PositionType = Literal["rope", "learned", "none"]
 NormImpl = Literal["reference", "torch", "pytorch_autograd", "triton"]
 AttentionImpl = Literal["reference", "sdpa", "flash_pytorch", "flash_triton"]
+RopeImpl = Literal["reference", "complex"]
 
-# Unit-2 kernels are looked up by name only when a config asks for them, so `basics` never needs
-# `systems` (or Triton) to import. Each value is "module:attribute" of a torch.autograd.Function.
-_KERNELS = {
-    "pytorch_autograd": "systems.rmsnorm:RMSNormAutogradPyTorch",
-    "triton": "systems.rmsnorm:RMSNormAutogradTriton",
-    "flash_pytorch": "systems.flash_attention:FlashAttentionPyTorch",
-    "flash_triton": "systems.flash_attention:FlashAttentionTriton",
+# Implementations that basics does not provide itself: (switch, choice) -> the torch.autograd.Function
+# that computes it. `systems` fills this table when it is imported (see systems/__init__.py), so the
+# model can use the unit-2 kernels without basics importing systems (dependencies flow one way).
+KERNELS: dict[tuple[str, str], type[torch.autograd.Function]] = {}
+_EXTERNAL = {("norm_impl", "pytorch_autograd"), ("norm_impl", "triton")} | {
+    ("attention_impl", "flash_pytorch"),
+    ("attention_impl", "flash_triton"),
 }
 
 
-def _load_kernel(name: str):
-    module_name, attribute = _KERNELS[name].split(":")
-    try:
-        return getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ImportError(f"implementation {name!r} needs {_KERNELS[name]}: {error}") from error
+def register_kernel(switch: str, choice: str, function: type[torch.autograd.Function]) -> None:
+    """Make ``ModelConfig(<switch>=<choice>)`` use ``function`` (called as ``function.apply(...)``)."""
+    if (switch, choice) not in _EXTERNAL:
+        raise ValueError(f"{switch}={choice!r} is not a kernel choice; kernel choices: {sorted(_EXTERNAL)}")
+    KERNELS[switch, choice] = function
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"ModelConfig.{name} must be one of {', '.join(choices)}; got {value!r}")
+def _kernel(switch: str, choice: str) -> type[torch.autograd.Function] | None:
+    """The registered kernel for a choice, None for the ones basics computes itself."""
+    if (switch, choice) not in _EXTERNAL:
+        return None
+    if (switch, choice) not in KERNELS:
+        raise ImportError(
+            f"{switch}={choice!r} is a unit-2 kernel that is not registered: `import systems` first "
+            "(importing it registers its kernels)"
+        )
+    return KERNELS[switch, choice]
+
+
+def _check_choice(name: str, value: str, choices: type) -> None:
+    if value not in get_args(choices):
+        raise ValueError(f"ModelConfig.{name} must be one of {', '.join(get_args(choices))}; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -72,15 +89,17 @@ class ModelConfig:
     rope_theta: float = 10_000.0  # RoPE base
     num_kv_heads: int | None = None  # key/value heads for grouped-query attention; None: num_heads
     norm: NormType = "rmsnorm"  # rmsnorm | layernorm | none
-    norm_position: Literal["pre", "post"] = "pre"  # pre | post
-    ffn: Literal["swiglu", "silu", "gelu"] = "swiglu"  # swiglu | silu | gelu
-    positions: Literal["rope", "learned", "none"] = "rope"  # rope | learned | none
+    norm_position: NormPosition = "pre"  # pre | post
+    ffn: FFNType = "swiglu"  # swiglu | silu | gelu
+    positions: PositionType = "rope"  # rope | learned | none
     tie_embeddings: bool = False  # share token_embeddings.weight with lm_head.weight
     dropout: float = 0.0  # residual dropout probability
     norm_eps: float = 1e-5  # epsilon inside the norms
-    fast: bool = False  # use torch's fused kernels (F.rms_norm, SDPA) where the impls below say "reference"
-    norm_impl: NormImpl = "reference"  # reference | torch | pytorch_autograd | triton (RMSNorm only)
+    norm_impl: NormImpl = (
+        "reference"  # reference | torch | pytorch_autograd | triton (last two: RMSNorm only)
+    )
     attention_impl: AttentionImpl = "reference"  # reference | sdpa | flash_pytorch | flash_triton
+    rope_impl: RopeImpl = "reference"  # reference (real arithmetic; torch.compile fuses it) | complex
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
@@ -94,24 +113,23 @@ class ModelConfig:
         kv = self.kv_heads
         if kv <= 0 or self.num_heads % kv:
             raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({kv})")
-        _check_choice("norm", self.norm, ("rmsnorm", "layernorm", "none"))
-        _check_choice("norm_position", self.norm_position, ("pre", "post"))
-        _check_choice("ffn", self.ffn, ("swiglu", "silu", "gelu"))
-        _check_choice("positions", self.positions, ("rope", "learned", "none"))
-        _check_choice("norm_impl", self.norm_impl, ("reference", "torch", "pytorch_autograd", "triton"))
-        _check_choice(
-            "attention_impl", self.attention_impl, ("reference", "sdpa", "flash_pytorch", "flash_triton")
-        )
+        _check_choice("norm", self.norm, NormType)
+        _check_choice("norm_position", self.norm_position, NormPosition)
+        _check_choice("ffn", self.ffn, FFNType)
+        _check_choice("positions", self.positions, PositionType)
+        _check_choice("norm_impl", self.norm_impl, NormImpl)
+        _check_choice("attention_impl", self.attention_impl, AttentionImpl)
+        _check_choice("rope_impl", self.rope_impl, RopeImpl)
         if self.positions == "rope" and self.d_head % 2:
             raise ValueError(f"RoPE needs an even head dimension; d_model/num_heads = {self.d_head}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
         if self.rope_theta <= 0 or self.norm_eps <= 0:
             raise ValueError("rope_theta and norm_eps must be positive")
-        if self.norm_impl != "reference" and self.norm != "rmsnorm":
-            raise ValueError(
-                f"norm_impl={self.norm_impl!r} applies to norm='rmsnorm' only; got norm={self.norm!r}"
-            )
+        if (self.norm_impl != "reference" and self.norm == "none") or (
+            self.norm_impl not in ("reference", "torch") and self.norm != "rmsnorm"
+        ):
+            raise ValueError(f"norm_impl={self.norm_impl!r} does not apply to norm={self.norm!r}")
 
     @property
     def d_head(self) -> int:
@@ -130,14 +148,6 @@ class ModelConfig:
             return 64 * math.ceil(8 * self.d_model / 3 / 64)
         return 4 * self.d_model
 
-    @property
-    def resolved_norm_impl(self) -> str:
-        return "torch" if self.fast and self.norm_impl == "reference" else self.norm_impl
-
-    @property
-    def resolved_attention_impl(self) -> str:
-        return "sdpa" if self.fast and self.attention_impl == "reference" else self.attention_impl
-
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Parameter count. ``non_embedding=True`` leaves out the token and position embeddings and
         the output head (Kaplan et al.'s N). Counted in basics/accounting.py, the one place."""
@@ -151,6 +161,19 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> ModelConfig:
+        """The config :meth:`to_dict` saved. Configs saved before the implementation switches were
+        split carry ``fast``; ``fast=True`` meant torch's RMSNorm and SDPA and the complex RoPE."""
+        fields = dict(fields)
+        if fields.pop("fast", False):
+            if fields.get("norm_impl", "reference") == "reference" and fields.get("norm") != "none":
+                fields["norm_impl"] = "torch"
+            if fields.get("attention_impl", "reference") == "reference":
+                fields["attention_impl"] = "sdpa"
+            fields["rope_impl"] = "complex"
+        return cls(**fields)
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -189,13 +212,16 @@ class RMSNorm(nn.Module):
     """RMSNorm(x) = x / sqrt(mean(x^2) + eps) * g  (Zhang & Sennrich, 2019).
 
     Computed in fp32 and cast back: squaring bf16 activations loses too much precision. ``impl``
-    picks the same math from torch (``F.rms_norm``) or the unit-2 kernels."""
+    picks the same math from torch (``F.rms_norm``) or a registered unit-2 kernel."""
 
-    def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None, impl: str = "reference"):
+    def __init__(
+        self, d_model: int, eps: float = 1e-5, device=None, dtype=None, impl: NormImpl = "reference"
+    ):
         super().__init__()
+        _check_choice("norm_impl", impl, NormImpl)
         self.eps, self.impl = eps, impl
         self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
-        self._kernel = _load_kernel(impl) if impl in _KERNELS else None
+        self._kernel = _kernel("norm_impl", impl)
 
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         if self.impl == "torch":
@@ -209,17 +235,25 @@ class RMSNorm(nn.Module):
 
 
 class LayerNorm(nn.Module):
-    """LayerNorm (Ba et al., 2016) for the norm ablation: (x - mean) / sqrt(var + eps) * g + b, in fp32."""
+    """LayerNorm (Ba et al., 2016) for the norm ablation: (x - mean) / sqrt(var + eps) * g + b, in fp32.
+    ``impl="torch"`` computes the same with ``F.layer_norm``."""
 
-    def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None):
+    def __init__(
+        self, d_model: int, eps: float = 1e-5, device=None, dtype=None, impl: NormImpl = "reference"
+    ):
         super().__init__()
-        self.eps = eps
+        if impl not in ("reference", "torch"):
+            raise ValueError(f"LayerNorm impl must be reference or torch; got {impl!r}")
+        self.eps, self.impl = eps, impl
         self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.zeros(d_model, device=device, dtype=dtype))
 
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         in_dtype = x.dtype
-        x = x.float()
+        x = x.float()  # fp32 statistics: the variance of bf16 activations would round badly
+        if self.impl == "torch":
+            shape = (x.shape[-1],)
+            return F.layer_norm(x, shape, self.weight.float(), self.bias.float(), self.eps).to(in_dtype)
         mean = x.mean(dim=-1, keepdim=True)
         var = (x - mean).pow(2).mean(dim=-1, keepdim=True)
         return ((x - mean) / torch.sqrt(var + self.eps) * self.weight.float() + self.bias.float()).to(
@@ -240,15 +274,15 @@ def gelu(x: Tensor) -> Tensor:
 class SwiGLU(nn.Module):
     """FFN(x) = W2(SiLU(W1 x) * W3 x)  (Shazeer, 2020)."""
 
-    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None, fast: bool = False):
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
         super().__init__()
         self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
         self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
         self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype)
-        self.activation = F.silu if fast else silu  # torch's fused kernel vs the readable formula
 
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-        return self.w2(self.activation(self.w1(x)) * self.w3(x))
+        # W1 x is the gate, W3 x the value; torch.compile fuses silu and the product into one kernel.
+        return self.w2(silu(self.w1(x)) * self.w3(x))
 
 
 class FeedForward(nn.Module):
@@ -267,15 +301,21 @@ class FeedForward(nn.Module):
 
 class RotaryPositionalEmbedding(nn.Module):
     """RoPE (Su et al., 2021): rotate each interleaved pair (x[2k], x[2k+1]) of the feature dimension
-    by the angle pos * theta^(-2k/d_k).
+    by the angle pos * theta^(-2k/d_k), so q.k depends on positions only through their difference.
 
-    Worked example with d_k = 2, theta irrelevant (k = 0, angle = pos): the vector (1, 0) at
-    position pi/2 becomes (cos pi/2, sin pi/2) = (0, 1).
+    Worked example with d_k = 4, theta = 10_000: pair 0 turns by pos radians, pair 1 by pos/100.
+    The vector (1, 0, 1, 0) at token position 2 becomes
+    (cos 2, sin 2, cos 0.02, sin 0.02) = (-0.416, 0.909, 1.000, 0.020).
+
+    ``impl="reference"`` rotates with real arithmetic (what torch.compile fuses into the
+    surrounding kernel); ``impl="complex"`` is the same rotation as one complex multiply, the fastest
+    form in eager mode, but Inductor cannot generate code for complex numbers.
     """
 
-    def __init__(self, theta: float, d_k: int, max_seq_len: int, device=None, fast: bool = False):
+    def __init__(self, theta: float, d_k: int, max_seq_len: int, device=None, impl: RopeImpl = "reference"):
         super().__init__()
-        self.fast = fast
+        _check_choice("rope_impl", impl, RopeImpl)
+        self.impl = impl
         if d_k % 2:
             raise ValueError(f"RoPE needs an even dimension; got d_k={d_k}")
         inv_freq = theta ** (-torch.arange(0, d_k, 2, device=device, dtype=torch.float32) / d_k)  # (d_k/2,)
@@ -288,12 +328,13 @@ class RotaryPositionalEmbedding(nn.Module):
         self, x: Float[Tensor, "... seq d_k"], token_positions: Int[Tensor, "... seq"]
     ) -> Float[Tensor, "... seq d_k"]:
         cos, sin = self.cos[token_positions], self.sin[token_positions]  # (..., seq, d_k/2)
-        if self.fast:
-            # The same rotation as one complex multiply: pair (a, b) is a + ib, times cos + i sin.
-            # Fewer passes over memory than the real-arithmetic version below.
-            pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+        if self.impl == "complex":
+            # Pair (a, b) is the complex number a + ib; rotating it is multiplying by cos + i sin.
+            pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (..., seq, d_k/2)
             return torch.view_as_real(pairs * torch.complex(cos, sin)).flatten(-2).to(x.dtype)
-        x_even, x_odd = x[..., 0::2].float(), x[..., 1::2].float()
+        # In fp32: the angles of far positions are large and bf16 would round the rotation away.
+        x_even, x_odd = x[..., 0::2].float(), x[..., 1::2].float()  # (..., seq, d_k/2) each
+        # The 2x2 rotation [[cos, -sin], [sin, cos]] applied to every pair (x_even, x_odd).
         rotated = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
         return rotated.flatten(-2).to(x.dtype)  # re-interleave: (..., seq, d_k/2, 2) -> (..., seq, d_k)
 
@@ -343,15 +384,20 @@ class KVCache:
         v: Float[Tensor, "batch kv_heads seq d_head"],
     ) -> tuple[Tensor, Tensor]:
         """Store this step's k, v for ``layer`` and return all keys and values so far."""
+        # The new positions go right after the ones already stored (all layers share `length`; the
+        # model advances it once every layer has stored its keys for this step).
         end = self.length + k.shape[-2]
         if end > self.max_seq_len:
             raise ValueError(f"KV cache is full: {end} positions > max_seq_len {self.max_seq_len}")
         if self.keys[layer] is None:
-            shape = (*k.shape[:-2], self.max_seq_len, k.shape[-1])
+            # Allocate the whole buffer on first use, with the batch, heads, dtype and device of k.
+            shape = (*k.shape[:-2], self.max_seq_len, k.shape[-1])  # (batch, kv_heads, max_seq_len, d_head)
             self.keys[layer] = k.new_zeros(shape)
             self.values[layer] = v.new_zeros(shape)
+        # Write in place (no torch.cat, so a step costs O(new positions), not O(prefix)) ...
         self.keys[layer][..., self.length : end, :] = k
         self.values[layer][..., self.length : end, :] = v
+        # ... and hand back views of the filled prefix: (batch, kv_heads, end, d_head).
         return self.keys[layer][..., :end, :], self.values[layer][..., :end, :]
 
 
@@ -369,14 +415,16 @@ class MultiHeadSelfAttention(nn.Module):
         max_seq_len: int | None = None,
         theta: float | None = None,
         num_kv_heads: int | None = None,
-        impl: str = "reference",
+        impl: AttentionImpl = "reference",
         device=None,
         dtype=None,
+        rope_impl: RopeImpl = "reference",
     ):
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads or num_heads
         self.d_head = d_model // num_heads
+        _check_choice("attention_impl", impl, AttentionImpl)
         self.impl = impl
         self.q_proj = Linear(d_model, num_heads * self.d_head, device=device, dtype=dtype)
         self.k_proj = Linear(d_model, self.num_kv_heads * self.d_head, device=device, dtype=dtype)
@@ -387,9 +435,9 @@ class MultiHeadSelfAttention(nn.Module):
             if max_seq_len is None:
                 raise ValueError("RoPE needs max_seq_len")
             self.rope = RotaryPositionalEmbedding(
-                theta, self.d_head, max_seq_len, device=device, fast=impl != "reference"
+                theta, self.d_head, max_seq_len, device=device, impl=rope_impl
             )
-        self._kernel = _load_kernel(impl) if impl in _KERNELS else None
+        self._kernel = _kernel("attention_impl", impl)
 
     def forward(
         self,
@@ -400,27 +448,33 @@ class MultiHeadSelfAttention(nn.Module):
     ) -> Float[Tensor, "... seq d_model"]:
         seq = x.shape[-2]
         offset = kv_cache.length if kv_cache is not None else 0
+        # Split the projections into heads; each head attends on its own d_head-wide slice.
         q = rearrange(self.q_proj(x), "... seq (heads d) -> ... heads seq d", heads=self.num_heads)
         k = rearrange(self.k_proj(x), "... seq (heads d) -> ... heads seq d", heads=self.num_kv_heads)
         v = rearrange(self.v_proj(x), "... seq (heads d) -> ... heads seq d", heads=self.num_kv_heads)
+        # q: (..., heads, seq, d_head); k, v: (..., kv_heads, seq, d_head)
         if self.rope is not None:
-            if token_positions is None:
+            if token_positions is None:  # with a cache, the new tokens sit after the cached prefix
                 token_positions = torch.arange(offset, offset + seq, device=x.device)
-            positions = token_positions.unsqueeze(-2)  # broadcast over the heads axis
+            positions = token_positions.unsqueeze(-2)  # (..., 1, seq): broadcast over the heads axis
+            # Rotate q and k only: v carries content, and the rotation must not enter the output.
             q, k = self.rope(q, positions), self.rope(k, positions)
         if kv_cache is not None:
-            k, v = kv_cache.update(layer, k, v)
+            k, v = kv_cache.update(layer, k, v)  # (..., kv_heads, cached + seq, d_head)
         if self.num_kv_heads != self.num_heads:  # GQA: repeat each kv head for its group of query heads
             group = self.num_heads // self.num_kv_heads
-            k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)
+            k = k.repeat_interleave(group, dim=-3)  # (..., heads, keys, d_head)
+            v = v.repeat_interleave(group, dim=-3)
         out = self._attend(q, k, v)  # (..., heads, seq, d_head)
-        return self.output_proj(rearrange(out, "... heads seq d -> ... seq (heads d)"))
+        # Concatenate the heads back into one vector per position for the output projection.
+        return self.output_proj(rearrange(out, "... heads seq d -> ... seq (heads d)"))  # (..., seq, d_model)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         num_queries, num_keys = q.shape[-2], k.shape[-2]
         aligned = num_queries == num_keys  # no cached prefix: the plain causal triangle
         if self._kernel is not None and aligned:
             return self._kernel.apply(q, k, v, True)
+        # The unit-2 kernels only know the aligned triangle; decoding with a cache falls back to SDPA.
         if self.impl == "sdpa" or (self._kernel is not None and not aligned):
             if aligned:
                 return F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -443,13 +497,14 @@ class TransformerBlock(nn.Module):
             max_seq_len=config.context_length,
             theta=config.rope_theta if config.positions == "rope" else None,
             num_kv_heads=config.kv_heads,
-            impl=config.resolved_attention_impl,
+            impl=config.attention_impl,
             device=device,
             dtype=dtype,
+            rope_impl=config.rope_impl,
         )
         self.ln2 = make_norm(config, device=device, dtype=dtype)
         if config.ffn == "swiglu":
-            self.ffn = SwiGLU(config.d_model, config.ffn_dim, device=device, dtype=dtype, fast=config.fast)
+            self.ffn = SwiGLU(config.d_model, config.ffn_dim, device=device, dtype=dtype)
         else:
             self.ffn = FeedForward(config.d_model, config.ffn_dim, config.ffn, device=device, dtype=dtype)
         self.dropout = nn.Dropout(config.dropout)
@@ -470,11 +525,9 @@ class TransformerBlock(nn.Module):
 
 def make_norm(config: ModelConfig, device=None, dtype=None) -> nn.Module:
     if config.norm == "rmsnorm":
-        return RMSNorm(
-            config.d_model, config.norm_eps, device=device, dtype=dtype, impl=config.resolved_norm_impl
-        )
+        return RMSNorm(config.d_model, config.norm_eps, device=device, dtype=dtype, impl=config.norm_impl)
     if config.norm == "layernorm":
-        return LayerNorm(config.d_model, config.norm_eps, device=device, dtype=dtype)
+        return LayerNorm(config.d_model, config.norm_eps, device=device, dtype=dtype, impl=config.norm_impl)
     return nn.Identity()
 
 

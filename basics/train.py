@@ -396,7 +396,14 @@ PRESETS: dict[str, TrainConfig] = {
     # A few minutes on a 2-core CPU: the default of `python scripts/train.py`.
     "cpu": TrainConfig(
         model=ModelConfig(
-            vocab_size=2048, context_length=128, d_model=128, num_layers=4, num_heads=4, fast=True
+            vocab_size=2048,
+            context_length=128,
+            d_model=128,
+            num_layers=4,
+            num_heads=4,
+            norm_impl="torch",
+            attention_impl="sdpa",
+            rope_impl="complex",  # eager: the complex multiply is the fastest RoPE
         ),
         out_dir="runs/cpu",
         batch_size=32,
@@ -419,7 +426,9 @@ PRESETS: dict[str, TrainConfig] = {
             num_heads=16,
             d_ff=1344,
             rope_theta=10_000.0,
-            fast=True,
+            norm_impl="torch",
+            attention_impl="sdpa",
+            rope_impl="reference",  # real arithmetic: torch.compile fuses it (complex ops it cannot)
         ),
         out_dir="runs/tinystories",
         batch_size=128,
@@ -443,7 +452,9 @@ PRESETS: dict[str, TrainConfig] = {
             num_heads=12,
             d_ff=2048,
             rope_theta=10_000.0,
-            fast=True,
+            norm_impl="torch",
+            attention_impl="sdpa",
+            rope_impl="reference",  # real arithmetic: torch.compile fuses it (complex ops it cannot)
         ),
         out_dir="runs/owt",
         batch_size=64,

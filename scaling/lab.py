@@ -123,7 +123,9 @@ def model_config_for(request: LabRequest, config: LabConfig):
         d_model=request.d_model,
         num_layers=request.num_layers,
         num_heads=request.num_heads,
-        fast=True,
+        norm_impl="torch",
+        attention_impl="sdpa",
+        rope_impl="complex",
     )
 
 

@@ -49,8 +49,8 @@ MODEL_SIZES = {  # name: (d_model, d_ff, num_layers, num_heads), from the course
 }
 IMPLS = {  # name: ModelConfig fields
     "reference": dict(),
-    "fast": dict(fast=True),
-    "triton": dict(norm_impl="triton", attention_impl="flash_triton"),
+    "fast": dict(norm_impl="torch", attention_impl="sdpa", rope_impl="complex"),
+    "triton": dict(norm_impl="triton", attention_impl="flash_triton", rope_impl="complex"),
 }
 PEER = "fast"
 

@@ -6,7 +6,7 @@ same precision with the same optimizer and loss (basics.optim.AdamW by default, 
 cross_entropy):
 
     ours (reference)   TransformerLM(ModelConfig(...))             every op written out
-    ours (fast)        TransformerLM(ModelConfig(..., fast=True))  F.rms_norm + SDPA
+    ours (fast)        TransformerLM(ModelConfig(..., **FAST))     F.rms_norm + SDPA + complex RoPE
     HF Llama           transformers.LlamaForCausalLM                attn_implementation="sdpa"
 
 Steps are timed in interleaved rounds (a round times a few steps of each model in turn), so a busy
@@ -52,17 +52,22 @@ MODELS = ("ours (reference)", "ours (fast)", "HF Llama")
 PEAK_TFLOPS = {"H200": (989.0, 67.0), "H100": (989.0, 67.0), "A100": (312.0, 19.5), "L4": (121.0, 30.3)}
 
 
+# The "ours (fast)" switches: torch's fused kernels, and RoPE as one complex multiply (fastest in eager
+# mode; under --compile the real-arithmetic reference RoPE, which Inductor fuses, replaces it).
+FAST = dict(norm_impl="torch", attention_impl="sdpa", rope_impl="complex")
+
+
 def build_models(
-    config: ModelConfig, device: torch.device, names: tuple[str, ...] = MODELS
+    config: ModelConfig, device: torch.device, names: tuple[str, ...] = MODELS, fast_rope: str = "complex"
 ) -> dict[str, torch.nn.Module]:
     """The models named in ``names``, all with the weights of one seeded reference initialisation."""
     torch.manual_seed(0)
-    reference = TransformerLM(dataclasses.replace(config, fast=False))
+    reference = TransformerLM(config)
     models: dict[str, torch.nn.Module] = {}
     if "ours (reference)" in names:
         models["ours (reference)"] = reference
     if "ours (fast)" in names:
-        models["ours (fast)"] = TransformerLM(dataclasses.replace(config, fast=True))
+        models["ours (fast)"] = TransformerLM(dataclasses.replace(config, **{**FAST, "rope_impl": fast_rope}))
         models["ours (fast)"].load_state_dict(reference.state_dict())
     if "HF Llama" in names:
         import transformers
@@ -192,7 +197,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = config_from_arguments(ModelConfig, args, base=PRESETS[args.preset])
-    config = dataclasses.replace(config, fast=False, norm_impl="reference", attention_impl="reference")
+    config = dataclasses.replace(
+        config, norm_impl="reference", attention_impl="reference", rope_impl="reference"
+    )
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print(f"error: --device {args.device} but CUDA is not available", file=sys.stderr)
@@ -200,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     import transformers
 
-    models = build_models(config, device)
+    models = build_models(config, device, fast_rope="reference" if args.compile else "complex")
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     for model in models.values():
         model.to(dtype).train()

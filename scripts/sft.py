@@ -35,7 +35,16 @@ from basics.model import ModelConfig
 
 # The CPU demo: a 270K-parameter model; SFT data from a "sloppy annotator" who drops the final carry from
 # 60% of the answer lines (the reasoning stays right), a flaw the GRPO stage's verifier reward can fix.
-DEMO_MODEL = ModelConfig(vocab_size=257, context_length=128, d_model=96, num_layers=2, num_heads=4, fast=True)
+DEMO_MODEL = ModelConfig(
+    vocab_size=257,
+    context_length=128,
+    d_model=96,
+    num_layers=2,
+    num_heads=4,
+    norm_impl="torch",
+    attention_impl="sdpa",
+    rope_impl="complex",
+)
 DEMO_TASK = TaskConfig(sloppy_fraction=0.6)
 DEMO_SFT = SFTConfig(steps=700, eval_every=100)
 

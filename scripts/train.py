@@ -23,6 +23,7 @@ import os
 import sys
 from pathlib import Path
 
+import systems  # noqa: F401  registers the unit-2 kernels behind --norm-impl triton, --attention-impl flash_*
 from basics.cli import add_config_arguments, config_from_arguments, run_main
 from basics.model import ModelConfig, TransformerLM
 from basics.train import PRESET_DATASETS, PRESETS, TrainConfig, TrainingDiverged, plot_loss_curve, train

@@ -121,11 +121,11 @@ def run_swiglu(d_model, d_ff, w1_weight, w2_weight, w3_weight, in_features):
     return layer(in_features)
 
 
-def run_rope(d_k, theta, max_seq_len, in_query_or_key, token_positions, fast=False):
-    """RoPE; ``fast=True`` selects the fast-path implementation of the same rotation."""
+def run_rope(d_k, theta, max_seq_len, in_query_or_key, token_positions, impl="reference"):
+    """RoPE; ``impl`` names another implementation of the same rotation (ours: "complex")."""
     from basics.model import RotaryPositionalEmbedding
 
-    return RotaryPositionalEmbedding(theta, d_k, max_seq_len, fast=fast)(in_query_or_key, token_positions)
+    return RotaryPositionalEmbedding(theta, d_k, max_seq_len, impl=impl)(in_query_or_key, token_positions)
 
 
 def run_softmax(in_features, dim):

@@ -27,7 +27,10 @@ def _greedy_reference(model, prompt, steps, context_length):
     return tokens[:, prompt.shape[1] :]
 
 
-@pytest.mark.parametrize("overrides", [{}, {"num_kv_heads": 2}, {"fast": True}])
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"num_kv_heads": 2}, {"norm_impl": "torch", "attention_impl": "sdpa", "rope_impl": "complex"}],
+)
 def test_greedy_cached_equals_uncached_equals_reference(adapters, overrides):
     model = _model(adapters, **overrides)
     prompt = torch.randint(0, 61, (3, 5), generator=torch.Generator().manual_seed(1))

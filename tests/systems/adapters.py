@@ -54,6 +54,7 @@ def make_transformer_lm(norm_impl: str, attention_impl: str, **config):
     """The unit-1 TransformerLM with the RMSNorm and attention implementations selected by name:
     norm_impl in {reference, pytorch_autograd, triton}, attention_impl in {reference, flash_pytorch,
     flash_triton}; ``config`` holds the other ModelConfig fields (vocab_size, d_model, ...)."""
+    import systems  # noqa: F401  importing systems registers its kernels with the model
     from basics.model import ModelConfig, TransformerLM
 
     return TransformerLM(ModelConfig(norm_impl=norm_impl, attention_impl=attention_impl, **config))
