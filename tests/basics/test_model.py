@@ -429,7 +429,6 @@ def test_flops_per_token_by_hand(adapters):
     assert config.num_parameters() == 100 * 8 + 2 * (256 + 576 + 2 * 8) + 8 + 800
 
 
-@pytest.mark.extension
 @pytest.mark.parametrize("norm", ["rmsnorm", "layernorm"])
 def test_torch_norm_impl_matches_reference(adapters, norm):
     """norm_impl="torch" (F.rms_norm / F.layer_norm) computes the same norm as the written-out one."""
@@ -441,7 +440,6 @@ def test_torch_norm_impl_matches_reference(adapters, norm):
     torch.testing.assert_close(fused(ids), reference(ids), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.extension
 def test_checkpoint_saved_with_the_old_fast_flag_still_loads(adapters, tmp_path):
     """Configs saved before the implementation switches were split carry ``fast=True``."""
     torch.manual_seed(0)
