@@ -144,26 +144,26 @@ def run_normalize_text(text):
 
 def run_minhash_signatures(texts, num_hashes, ngrams, seed=0):
     """``(len(texts), num_hashes)`` integer array: the MinHash signature of each text's word
-    n-grams (after normalisation), computed by the fast (vectorised) path."""
-    from data.minhash import batch_shingle_hashes, make_permutations, minhash_signatures, normalize_text
+    n-grams (after normalisation), computed by the fast (vectorised) path from the raw texts."""
+    from data.minhash import hash_shingles, make_permutations, minhash_signatures
 
     a, b = make_permutations(num_hashes, seed)
-    return minhash_signatures(batch_shingle_hashes([normalize_text(t) for t in texts], ngrams), a, b)
+    return minhash_signatures(hash_shingles(texts, ngrams), a, b)
 
 
 def run_minhash_signature_reference(text, num_hashes, ngrams, seed=0):
-    """The same signature as ``run_minhash_signatures`` for one text, from the plain per-shingle
-    Python reference (string shingles, one hash at a time)."""
+    """The same signature as ``run_minhash_signatures`` for one text, from the plain references
+    (regex normalisation, string shingles, one hash and one permutation at a time)."""
     from data.minhash import (
         make_permutations,
         minhash_signature_reference,
-        normalize_text,
+        normalize_text_reference,
         shingles,
         string_hash,
     )
 
     a, b = make_permutations(num_hashes, seed)
-    hashes = [string_hash(s) for s in shingles(normalize_text(text), ngrams)]
+    hashes = [string_hash(s) for s in shingles(normalize_text_reference(text), ngrams)]
     return minhash_signature_reference(hashes, a.tolist(), b.tolist())
 
 

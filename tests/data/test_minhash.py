@@ -231,3 +231,87 @@ def test_lsh_bands(adapters):
     assert adapters.run_lsh_candidate_pairs(sig, 12) == [(0, 1), (0, 2), (1, 2), (3, 4)]  # one row per band
     with pytest.raises(ValueError):
         adapters.run_lsh_candidate_pairs(sig, 5)
+
+
+# Characters where a table-driven normaliser can go wrong: final and medial sigma, a capital whose
+# lowercase is two characters (İ), combining marks out of canonical order, Hangul syllables (NFD
+# makes three characters of one), ligatures, odd whitespace (\x1c is whitespace to str.isspace),
+# underscores, digits, CJK, a lone surrogate.
+TRICKY = [
+    "ΟΔΟΣ",
+    "Σ",
+    "ΣΑΣ ",
+    "İstanbul",
+    "a\u0301\u0316",
+    "e\u0316\u0301",
+    "한국어",
+    "ﬁne",
+    "ǅ",
+    "Å",
+    "\u3000",
+    "\x1c",
+    "\t",
+    "\n\n",
+    "a_b",
+    "__",
+    "42",
+    "٣",
+    "中文",
+    "\ud800",
+    "naïve",
+    "CAFÉ",
+    "—",
+    "...",
+    "x" * 30,
+    "don't",
+    "e-mail",
+]
+
+
+def tricky_text(rng: random.Random, max_pieces: int = 80) -> str:
+    pieces = [
+        rng.choice(TRICKY) + rng.choice(["", " ", "  ", "\n"]) for _ in range(rng.randint(0, max_pieces))
+    ]
+    return "".join(pieces)
+
+
+@pytest.mark.extension
+def test_fast_normalize_matches_the_plain_version_on_tricky_text(adapters):
+    rng = random.Random(11)
+    for _ in range(300):
+        text = tricky_text(rng)
+        assert adapters.run_normalize_text(text) == plain_normalize(text), repr(text)
+
+
+@pytest.mark.slow
+@pytest.mark.extension
+def test_fast_normalize_matches_the_plain_version_on_every_code_point(adapters):
+    for start in range(0, 0x110000, 0x8000):  # every code point, alone between spaces and run together
+        block = [chr(c) for c in range(start, start + 0x8000)]
+        for text in (" ".join(block), "".join(block)):
+            assert adapters.run_normalize_text(text) == plain_normalize(text), hex(start)
+
+
+def check_against_reference(adapters, texts, ngrams_values):
+    for ngrams in ngrams_values:
+        fast = np.asarray(adapters.run_minhash_signatures(texts, 16, ngrams, seed=5))
+        assert fast.shape == (len(texts), 16)
+        for text, row in zip(texts, fast, strict=True):
+            assert row.tolist() == list(adapters.run_minhash_signature_reference(text, 16, ngrams, seed=5))
+
+
+@pytest.mark.extension
+def test_fast_signatures_match_the_plain_reference_on_tricky_batches(adapters):
+    rng = random.Random(12)
+    # ASCII and non-ASCII texts interleaved, and an empty one.
+    texts = [tricky_text(rng) if i % 3 else f"plain ascii text number {i} with words" for i in range(30)]
+    texts[7] = ""
+    check_against_reference(adapters, texts, (1, 3, 5))
+
+
+@pytest.mark.slow
+@pytest.mark.extension
+def test_fast_signatures_match_the_plain_reference_on_a_long_document(adapters):
+    rng = random.Random(13)
+    long_text = " ".join(f"w{rng.randint(0, 50_000)}" for _ in range(20_000))
+    check_against_reference(adapters, ["short one", long_text, tricky_text(rng)], (5,))
