@@ -16,11 +16,12 @@ def iter_warc_records(path, record_types=("response", "conversion")):
     return impl(path, record_types=record_types)
 
 
-def run_read_warc(path, record_types=("response", "conversion")):
-    """``(list of good records, number of skipped malformed/truncated regions)``."""
+def run_read_warc(path, record_types=("response", "conversion"), **options):
+    """``(list of good records, number of skipped malformed/truncated regions)``; options:
+    max_block_bytes= (longer record blocks keep only their start; ``record.truncated`` is set)."""
     from data.warc import read_warc
 
-    records, stats = read_warc(path, record_types=record_types)
+    records, stats = read_warc(path, record_types=record_types, **options)
     records = list(records)
     return records, stats.skipped
 

@@ -4,6 +4,9 @@ with the library under test)."""
 
 from __future__ import annotations
 
+import gzip
+import random
+
 import pytest
 
 from tests.data.warc_factory import (
@@ -152,3 +155,118 @@ def test_wet_with_malformed_and_truncated_records(adapters, tmp_path, suffix):
     assert [r.url for r in records] == written.urls[:5]  # the last document was cut off
     assert [r.payload for r in records] == written.payloads[:5]
     assert skipped == 3  # garbage, the oversized record, the truncated tail
+
+
+# ---- damage the course's reader must survive: every record accounted for ---------------------------
+
+
+def record_bytes(pages, **kwargs) -> list[bytes]:
+    """The raw (uncompressed) records ``write_warc`` would write for ``pages``, one per item."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = write_warc(Path(tmp) / "x.warc", pages, warcinfo=False, **kwargs).path.read_bytes()
+    starts = [i for i in range(len(raw)) if raw.startswith(b"WARC/1.0\r\nWARC-Type", i)]
+    return [raw[a:b] for a, b in zip(starts, starts[1:] + [len(raw)])]
+
+
+GARBAGE = bytes(random.Random(0).randrange(256) for _ in range(500)).replace(b"WARC", b"W@RC")
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_garbage_without_a_newline_does_not_swallow_the_next_record(adapters, tmp_path, suffix):
+    pages = sample_pages(6, seed=6)
+    records = record_bytes(pages)
+    damaged = records[:3] + [GARBAGE.rstrip(b"\r\n") + records[3]] + records[4:]  # no line break after it
+    path = tmp_path / f"g{suffix}"
+    if suffix.endswith(".gz"):
+        path.write_bytes(b"".join(gzip.compress(r, mtime=0) for r in damaged))
+    else:
+        path.write_bytes(b"".join(damaged))
+    got, skipped = adapters.run_read_warc(path)
+    assert [r.url for r in got] == [p.url for p in pages]
+    assert skipped == 1
+
+
+def corrupt_member(member: bytes) -> bytes:
+    middle = len(member) // 2
+    return member[:middle] + bytes(64) + member[middle + 64 :]
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize(
+    "damage",
+    ["garbage between members", "corrupt member", "member cut short", "two corrupt members in a row"],
+)
+def test_gzip_damage_resynchronises_at_the_next_member(adapters, tmp_path, damage):
+    pages = sample_pages(8, seed=7)
+    members = [gzip.compress(r, mtime=0) for r in record_bytes(pages)]
+    lost: set[int] = set()
+    if damage == "garbage between members":
+        members[4:4] = [GARBAGE]
+    elif damage == "corrupt member":
+        members[4], lost = corrupt_member(members[4]), {4}
+    elif damage == "member cut short":
+        members[4], lost = members[4][: len(members[4]) // 3], {4}
+    else:
+        members[4], members[5], lost = corrupt_member(members[4]), corrupt_member(members[5]), {4, 5}
+    path = tmp_path / "d.warc.gz"
+    path.write_bytes(b"".join(members))
+    got, skipped = adapters.run_read_warc(path)
+    assert [r.url for r in got] == [p.url for i, p in enumerate(pages) if i not in lost]
+    assert [r.payload for r in got] == [p.body for i, p in enumerate(pages) if i not in lost]
+    assert skipped == 1  # one damaged region, whatever it held
+
+
+@pytest.mark.extension
+def test_records_split_across_gzip_members_at_any_byte(adapters, tmp_path):
+    pages = sample_pages(5, seed=8)
+    raw = b"".join(record_bytes(pages))
+    members = [gzip.compress(raw[i : i + 700], mtime=0) for i in range(0, len(raw), 700)]  # like bgzip
+    (tmp_path / "b.warc.gz").write_bytes(b"".join(members))
+    got, skipped = adapters.run_read_warc(tmp_path / "b.warc.gz")
+    assert [r.payload for r in got] == [p.body for p in pages] and skipped == 0
+
+
+@pytest.mark.extension
+def test_content_length_too_small_is_caught(adapters, tmp_path):
+    pages = sample_pages(4, seed=9)
+    records = record_bytes(pages)
+    length = records[1].split(b"Content-Length: ")[1].split(b"\r\n")[0]
+    records[1] = records[1].replace(b"Content-Length: " + length, b"Content-Length: %d" % (int(length) - 40))
+    (tmp_path / "s.warc").write_bytes(b"".join(records))
+    got, skipped = adapters.run_read_warc(tmp_path / "s.warc")
+    assert [r.url for r in got] == [pages[i].url for i in (0, 2, 3)]  # not page 1 cut short
+    assert skipped == 1
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_giant_block_is_truncated_and_the_rest_read(adapters, tmp_path, suffix):
+    pages = sample_pages(3, seed=10)
+    giant = Page("http://giant.example/", b"<html><body>" + b"<p>word</p>" * 200_000 + b"</body></html>")
+    written = write_warc(tmp_path / f"big{suffix}", [pages[0], giant, pages[1], pages[2]])
+    got, skipped = adapters.run_read_warc(written.path, max_block_bytes=50_000)
+    assert [r.url for r in got] == written.urls and skipped == 0
+    assert [r.truncated for r in got] == [False, True, False, False]
+    assert len(got[1].payload) < 50_000 and giant.body.startswith(got[1].payload)
+    assert [r.payload for r in got[2:]] == written.payloads[2:]
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_clean_files_read_like_fastwarc(adapters, tmp_path, suffix):
+    from fastwarc.warc import ArchiveIterator, WarcRecordType  # the C++ reader, as a peer
+
+    written = write_warc(tmp_path / f"p{suffix}", sample_pages(5, seed=11), with_requests=True)
+    ours = adapters.run_read_warc(written.path, record_types=("warcinfo", "request", "response"))[0]
+    with open(written.path, "rb") as f:
+        peer = []
+        for record in ArchiveIterator(f, record_types=WarcRecordType.any_type, parse_http=False):
+            if record.record_type == WarcRecordType.response:
+                record.parse_http()  # the payload of a response is the HTTP body
+            body = record.reader.read()
+            peer.append((record.headers.get("WARC-Target-URI") or "", record.record_id, body))
+    assert [(r.url, r.record_id, r.payload) for r in ours] == peer
