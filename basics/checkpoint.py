@@ -40,13 +40,19 @@ __all__ = [
     "read_checkpoint_config",
     "capture_rng_state",
     "restore_rng_state",
+    "apply_checkpoint",
     "checkpoint_path",
     "latest_checkpoint",
+    "read_latest_checkpoint",
+    "prune_checkpoints",
+    "remove_partial_saves",
 ]
 
 FORMAT = "lm-from-scratch/checkpoint"
 FORMAT_VERSION = 1
-_NAME = re.compile(r"^checkpoint_(\d+)\.pt$")
+_NAME = re.compile(r"^checkpoint_(\d+)\.pt$")  # what latest_checkpoint picks
+_ANY_PART = re.compile(r"^checkpoint_(\d+)(?:\.rank\d+)?\.pt$")  # ... and the per-rank parts
+_PARTIAL = re.compile(r"^\.checkpoint_\d+(?:\.rank\d+)?\.pt\..*\.tmp$")  # save_checkpoint's temporary files
 
 PathOrFile = str | os.PathLike | IO[bytes]
 
@@ -203,7 +209,19 @@ def load_checkpoint(
     the model's parameters live.
     """
     payload = read_checkpoint(src, map_location=map_location)
-    name = _name(src)
+    return apply_checkpoint(payload, model, optimizer, restore_rng=restore_rng, name=_name(src))
+
+
+def apply_checkpoint(
+    payload: Mapping[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    restore_rng: bool = False,
+    name: str = "checkpoint",
+) -> int:
+    """Put the state of a payload from :func:`read_checkpoint` into ``model`` (and ``optimizer``);
+    return its iteration. A state that does not fit is a ValueError naming the file."""
     try:
         _unwrap(model).load_state_dict(payload["model"])
     except RuntimeError as error:
@@ -225,15 +243,72 @@ def read_checkpoint_config(src: PathOrFile) -> dict[str, Any] | None:
     return read_checkpoint(src)["config"]
 
 
-def checkpoint_path(directory: str | os.PathLike, iteration: int) -> Path:
-    """The conventional name of the checkpoint at ``iteration``: ``directory/checkpoint_00000100.pt``."""
-    return Path(directory) / f"checkpoint_{int(iteration):08d}.pt"
+def checkpoint_path(directory: str | os.PathLike, iteration: int, rank: int = 0) -> Path:
+    """The conventional name of the checkpoint at ``iteration``: ``directory/checkpoint_00000100.pt``.
+
+    A rank other than 0 (a sharded optimizer keeps part of its state on every rank) writes its part
+    beside it as ``checkpoint_00000100.rank1.pt``, which :func:`latest_checkpoint` never picks.
+    """
+    name = f"checkpoint_{int(iteration):08d}"
+    return Path(directory) / (f"{name}.pt" if rank == 0 else f"{name}.rank{int(rank)}.pt")
+
+
+def _checkpoints(directory: Path, pattern: re.Pattern[str] = _NAME) -> list[tuple[int, Path]]:
+    """``(iteration, path)`` of the files named like checkpoints (anything else, e.g. a hand-copied
+    ``checkpoint_best.pt``, is not ours and is left alone), oldest first."""
+    if not directory.is_dir():
+        return []
+    found = [
+        (int(m.group(1)), p) for p in directory.iterdir() if (m := pattern.match(p.name)) and p.is_file()
+    ]
+    return sorted(found)
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     """The ``checkpoint_<iteration>.pt`` in ``directory`` with the highest iteration, or None."""
+    found = _checkpoints(Path(directory))
+    return found[-1][1] if found else None
+
+
+def read_latest_checkpoint(
+    directory: str | os.PathLike, *, map_location: str | torch.device = "cpu"
+) -> tuple[Path | None, dict[str, Any] | None, list[str]]:
+    """The newest checkpoint in ``directory`` that can be read: ``(path, payload, skipped)``.
+
+    A newer file that cannot be read (truncated by a full disk, overwritten by hand) is skipped and
+    described in ``skipped``, so a run resumes from the newest good state and can say what it passed
+    over. ``(None, None, skipped)`` when no checkpoint is readable.
+    """
+    skipped = []
+    for _, path in reversed(_checkpoints(Path(directory))):
+        try:
+            return path, read_checkpoint(path, map_location=map_location), skipped
+        except ValueError as error:
+            skipped.append(str(error))
+    return None, None, skipped
+
+
+def prune_checkpoints(directory: str | os.PathLike, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest iterations' checkpoints (with their per-rank parts); return
+    what was deleted. Files whose names are not ours are never touched."""
+    if keep <= 0:
+        raise ValueError(f"prune_checkpoints: keep must be positive, got {keep}")
+    found = _checkpoints(Path(directory), _ANY_PART)
+    iterations = sorted({iteration for iteration, _ in found})
+    doomed = set(iterations[:-keep])
+    removed = [path for iteration, path in found if iteration in doomed]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
+def remove_partial_saves(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of saves that never finished (a process killed mid-write leaves
+    ``.checkpoint_*.tmp`` behind); return them. Call it before a job starts writing checkpoints."""
     directory = Path(directory)
     if not directory.is_dir():
-        return None
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name)) and p.is_file()]
-    return max(found)[1] if found else None
+        return []
+    partial = [p for p in directory.iterdir() if _PARTIAL.match(p.name) and p.is_file()]
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return partial

@@ -20,12 +20,13 @@ import argparse
 import dataclasses
 import inspect
 import re
+import sqlite3
 import sys
 import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 _SCALARS = (int, float, str, Path)
 
@@ -134,15 +135,42 @@ def config_from_arguments(
     return config_cls(**given)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors look like every other error of our scripts:
+    one line, ``error: ...``, exit code 2 (instead of the usage block followed by the message)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+# What a user can cause by what they typed or pointed at: a bad value (ValueError, which includes
+# UnicodeDecodeError and json.JSONDecodeError), a missing/unreadable/misplaced file or folder
+# (OSError: FileNotFoundError, PermissionError, IsADirectoryError, ...), a corrupt database, a
+# missing optional package. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, ImportError, sqlite3.DatabaseError, MemoryError)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (whitespace runs, newlines included, become one space)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def run_main(main: Callable[[], int | None]) -> None:
-    """Run a script's ``main`` and exit: bad input (a missing file, an invalid value, a missing optional
-    package) becomes one ``error: ...`` line on stderr and exit code 2, Ctrl-C exit code 130."""
+    """Run a script's ``main`` and exit with its return code.
+
+    A user error (see ``USER_ERRORS``) becomes one ``error: ...`` line on stderr and exit code 2; an
+    exception with an ``exit_code`` attribute (e.g. ``basics.train.TrainingDiverged``: the input was
+    fine but the job failed) is printed the same way and exits with that code; Ctrl-C exits 130.
+    """
     try:
         code = main()
-    except (FileNotFoundError, ValueError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as error:
+        exit_code = getattr(error, "exit_code", None)
+        if not isinstance(exit_code, int) and not isinstance(error, USER_ERRORS):
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(exit_code if isinstance(exit_code, int) else 2)
     sys.exit(code or 0)

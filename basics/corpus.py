@@ -23,11 +23,12 @@ import ast
 import hashlib
 import os
 import random
+import re
 import sys
 import sysconfig
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ENDOFTEXT = "<|endoftext|>"
@@ -43,6 +44,7 @@ class CorpusPaths:
 
     train: Path
     validation: Path
+    notes: tuple[str, ...] = field(default=(), compare=False)  # what building it found worth saying
 
 
 def stdlib_root() -> Path:
@@ -151,20 +153,38 @@ def build_corpus(
     return write_corpus(iter_stdlib_documents(include_source), out_dir, validation_fraction, seed)
 
 
+def split_documents(text: str) -> list[str]:
+    """The documents of a text file: the pieces between ``<|endoftext|>`` separators, or, in a file
+    without any, its paragraphs (text between blank lines), so any plain text file is a corpus.
+
+    >>> split_documents("one\\n\\ntwo\\nlines\\n\\n\\nthree")
+    ['one', 'two\\nlines', 'three']
+    """
+    if ENDOFTEXT in text:
+        return text.split(ENDOFTEXT)
+    return re.split(r"\n[ \t]*\n\s*", text)  # a blank line (maybe with spaces) ends a paragraph
+
+
 def corpus_from_text_files(
     files: Iterable[str | Path],
     out_dir: str | Path,
     validation_fraction: float = 0.05,
     seed: int = 0,
 ) -> CorpusPaths:
-    """Use local text files as the corpus: each file is split on ``<|endoftext|>`` into documents
-    (a file without separators is one document)."""
-    documents = []
+    """Use local text files as the corpus, each split into documents by :func:`split_documents`."""
+    documents, names = [], []
     for file in files:
         path = Path(file)
         if not path.is_file():
             raise FileNotFoundError(f"corpus file not found: {path}")
-        documents.extend(path.read_text(encoding="utf-8", errors="replace").split(ENDOFTEXT))
+        names.append(str(path))
+        documents.extend(split_documents(path.read_text(encoding="utf-8", errors="replace")))
+    found = sum(1 for d in documents if _clean(d).strip())
+    if found < 2:
+        raise ValueError(
+            f"{', '.join(names)}: found {found} document(s), need at least 2 (one is held out for "
+            "validation); separate documents with <|endoftext|> or a blank line"
+        )
     return write_corpus(documents, Path(out_dir), validation_fraction, seed)
 
 

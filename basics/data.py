@@ -38,8 +38,9 @@ from jaxtyping import Int
 from torch import Tensor
 
 from basics.bpe import find_chunk_boundaries
+from basics.device import check_device
 
-__all__ = ["get_batch", "tokenize_to_array", "load_tokens", "check_device"]
+__all__ = ["get_batch", "tokenize_to_array", "load_tokens"]
 
 ENDOFTEXT = "<|endoftext|>"
 DEFAULT_CHUNK_BYTES = 1 << 20  # 1 MiB of text per task: big enough to amortise IPC, small in memory
@@ -49,39 +50,6 @@ _COPY_BLOCK = 1 << 24  # tokens per block when moving ids from the temporary fil
 # ---------------------------------------------------------------------------------------------
 # Batches
 # ---------------------------------------------------------------------------------------------
-
-
-class DeviceUnavailableError(ValueError, RuntimeError):
-    """A device this machine cannot use. A RuntimeError, as torch raises for it (the course's graders
-    expect that), and a ValueError, as every other bad argument here."""
-
-
-def check_device(device: str | torch.device) -> torch.device:
-    """Return ``torch.device(device)``, or raise DeviceUnavailableError if this machine cannot use it."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise DeviceUnavailableError(f"invalid device {device!r}: {error}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceUnavailableError(
-                f"device {device!r} requested but CUDA is not available on this machine"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceUnavailableError(
-                f"device {device!r} does not exist: only {torch.cuda.device_count()} CUDA device(s)"
-            )
-    elif dev.type == "mps":
-        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise DeviceUnavailableError(
-                f"device {device!r} requested but MPS is not available on this machine"
-            )
-    elif dev.type != "cpu":
-        try:
-            torch.empty(1, device=dev)
-        except Exception as error:  # any backend failure means "cannot use it"
-            raise DeviceUnavailableError(f"device {device!r} is not usable here: {error}") from None
-    return dev
 
 
 def get_batch(
@@ -114,16 +82,23 @@ def get_batch(
         raise ValueError(
             f"get_batch: dataset has {len(dataset)} tokens, need at least context_length + 1 = {context_length + 1}"
         )
-    num_starts = len(dataset) - context_length  # starts 0 .. len - context_length - 1
-    starts = torch.randint(0, num_starts, (batch_size,), generator=generator).numpy()
+    # A window needs context_length + 1 tokens (inputs plus the one-later targets), so the last
+    # valid start is len - context_length - 1: num_starts = len - context_length choices.
+    num_starts = len(dataset) - context_length
+    starts = torch.randint(0, num_starts, (batch_size,), generator=generator).numpy()  # (batch,)
     index = starts[:, None] + np.arange(context_length + 1)[None, :]  # (batch, seq + 1)
-    # Fancy indexing reads only the needed windows from a memmap, then one copy to int64.
-    windows = torch.from_numpy(dataset[index].astype(np.int64))
-    x, y = windows[:, :-1], windows[:, 1:]
+    # Fancy indexing reads only these windows from a memmap (not the whole file), then one cast to
+    # int64, the dtype embedding lookups and cross_entropy's targets want.
+    windows = torch.from_numpy(dataset[index].astype(np.int64))  # (batch, seq + 1), contiguous
     if dev.type == "cuda":
-        # Pinned host memory lets the copy overlap with compute.
-        return x.pin_memory().to(dev, non_blocking=True), y.pin_memory().to(dev, non_blocking=True)
-    return x.contiguous().to(dev), y.contiguous().to(dev)
+        # Copy the contiguous windows through pinned (page-locked) host memory: only such a copy can
+        # run asynchronously (non_blocking) while the GPU still works on the previous step. Pinning
+        # the x and y slices instead would pin two strided views, i.e. two extra host copies.
+        windows = windows.pin_memory().to(dev, non_blocking=True)
+    else:
+        windows = windows.to(dev)
+    # x is each window without its last token, y without its first: y[b, t] is the token after x[b, t].
+    return windows[:, :-1], windows[:, 1:]  # (batch, seq) each, views of one tensor
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,9 +191,11 @@ def tokenize_to_array(
     vocab = getattr(tokenizer, "vocab", None)
     if vocab is None:
         raise ValueError("tokenize_to_array: tokenizer has no .vocab to size the token dtype")
-    dtype = token_dtype(len(vocab))
+    dtype = token_dtype(len(vocab))  # uint16 halves the file (and the memmap reads) when ids fit
     eos_id = eos_token_id(tokenizer, eos)
     separator = eos.encode("utf-8")
+    # One task per (file, byte range); ranges end where a separator starts, so no document (and no
+    # multi-byte character) is ever cut in two and each chunk encodes exactly as the whole file would.
     tasks = [
         (str(path), start, end)
         for path in paths
@@ -226,8 +203,10 @@ def tokenize_to_array(
             chunk_boundaries(path, chunk_bytes, separator, getattr(tokenizer, "special_tokens", ()) or ())
         )
     ]
-    num_processes = min(num_processes or os.cpu_count() or 1, max(len(tasks), 1))
+    num_processes = min(num_processes or os.cpu_count() or 1, max(len(tasks), 1))  # no idle workers
 
+    # Ids stream into a raw temporary file beside the output (same filesystem, so the final rename
+    # is atomic): memory holds a few chunks, never the corpus. An interrupted run leaves no .npy.
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     raw_fd, raw_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".raw")
@@ -239,12 +218,14 @@ def tokenize_to_array(
                 raw.write(ids.tobytes())
                 total += len(ids)
                 bar.update(nbytes)
+        # The .npy header needs the length, known only now: copy the raw ids behind a header, in
+        # blocks so a corpus larger than RAM never has to fit in it.
         source = np.memmap(raw_name, dtype=dtype, mode="r", shape=(total,)) if total else np.zeros(0, dtype)
         array = np.lib.format.open_memmap(npy_name, mode="w+", dtype=dtype, shape=(total,))
         for i in range(0, total, _COPY_BLOCK):
             array[i : i + _COPY_BLOCK] = source[i : i + _COPY_BLOCK]
         array.flush()
-        del array, source
+        del array, source  # close both maps before the rename (required on Windows)
         os.replace(npy_name, out_path)
     finally:
         for name in (raw_name, npy_name):

@@ -226,7 +226,7 @@ def load_trained_model(
     (a TrainConfig with a ``model`` entry, or a ModelConfig itself).
     """
     from basics.checkpoint import load_checkpoint, read_checkpoint_config
-    from basics.data import check_device
+    from basics.device import check_device
     from basics.model import ModelConfig, TransformerLM
 
     checkpoint = _resolve_checkpoint(run)

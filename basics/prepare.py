@@ -2,12 +2,14 @@
 
     corpus text (built-in, local files, or a download) -> train_bpe -> Tokenizer -> train.npy, validation.npy
 
-Every product is cached on disk under a key made of the corpus files' identity and the vocabulary
-size, so the second run of ``scripts/train.py`` (or of the scaling lab) starts training at once.
+Every product is cached on disk under a key made of the corpus files' identity (path, size and
+modification time) and the vocabulary size, so the second run of ``scripts/train.py`` (or of the
+scaling lab) starts training at once, and an edited input file is never served from a stale cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -57,14 +59,41 @@ def resolve_corpus(
     if text_files and dataset:
         raise ValueError("give either text files or a dataset name, not both")
     if text_files:
-        key = hashlib.sha256("\0".join(str(Path(f).resolve()) for f in text_files).encode()).hexdigest()[:12]
-        out = cache_dir / "corpus" / f"files-{key}"
-        if (out / "train.txt").exists() and (out / "validation.txt").exists():
-            return CorpusPaths(out / "train.txt", out / "validation.txt")
-        return corpus_from_text_files(text_files, out)
+        return _corpus_of_files(text_files, cache_dir)
     if dataset:
         return download_corpus(dataset, cache_dir)
     return build_corpus(cache_dir, include_source=include_source)
+
+
+def _corpus_of_files(text_files: list[str | Path], cache_dir: Path) -> CorpusPaths:
+    """Local files as a corpus, cached under their paths and reused only while every file keeps its
+    size and modification time: an edited file is rebuilt (and the returned ``notes`` say so)."""
+    files = [Path(f) for f in text_files]
+    for path in files:
+        if not path.is_file():
+            raise FileNotFoundError(f"corpus file not found: {path}")
+    key = hashlib.sha256("\0".join(str(f.resolve()) for f in files).encode()).hexdigest()[:12]
+    out = cache_dir / "corpus" / f"files-{key}"
+    stamp = out / "source.json"
+    fingerprint = [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    cached = CorpusPaths(out / "train.txt", out / "validation.txt")
+    previous = _read_json(stamp)
+    if cached.train.exists() and cached.validation.exists() and previous == fingerprint:
+        return cached
+    notes = []
+    if cached.train.exists() and isinstance(previous, list):
+        changed = [str(f) for f, new in zip(files, fingerprint) if new not in previous]
+        notes.append(f"{', '.join(changed)} changed since it was cached (size or time); rebuilt the corpus")
+    corpus = corpus_from_text_files(files, out)
+    stamp.write_text(json.dumps(fingerprint))  # written last: an interrupted build is redone
+    return dataclasses.replace(corpus, notes=tuple(notes))
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def prepare_data(

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from basics.cli import add_config_arguments, config_from_arguments, run_main
-from basics.train import resolve_device
+from basics.device import resolve_device
 from systems.benchmarking import device_description, synchronize, time_ms
 
 

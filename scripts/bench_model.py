@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.device import resolve_device
 from basics.model import ModelConfig, TransformerLM
-from basics.train import resolve_device
 from systems.benchmarking import device_description, synchronize
 
 MODEL_SIZES = {  # name: (d_model, d_ff, num_layers, num_heads), from the course handout

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from basics.train import resolve_device
+from basics.device import resolve_device
 
 __all__ = ["DistributedInfo", "init_distributed", "cleanup_distributed", "is_distributed"]
 
@@ -58,16 +58,6 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def _resolve_device(device: str, local_rank: int) -> torch.device:
-    """Like basics.train.resolve_device, but 'auto' never picks MPS and a bare 'cuda' means this rank's GPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = resolve_device(device)
-    if resolved.type == "cuda" and resolved.index is None:
-        resolved = torch.device("cuda", local_rank)
-    return resolved
-
-
 def init_distributed(device: str = "auto", backend: str | None = None) -> DistributedInfo:
     """Start the default process group from the torchrun environment and return this rank's info.
 
@@ -78,7 +68,7 @@ def init_distributed(device: str = "auto", backend: str | None = None) -> Distri
     """
     env = os.environ
     if "WORLD_SIZE" not in env and "RANK" not in env:
-        return DistributedInfo(0, 1, 0, _resolve_device(device, 0), False)
+        return DistributedInfo(0, 1, 0, resolve_device(device, local_rank=0), False)
     missing = [name for name in _TORCHRUN_VARIABLES if name not in env]
     if missing:
         raise ValueError(f"init_distributed: torchrun environment incomplete, missing {', '.join(missing)}")
@@ -86,7 +76,7 @@ def init_distributed(device: str = "auto", backend: str | None = None) -> Distri
     local_rank = int(env["LOCAL_RANK"])
     if not 0 <= rank < world_size:
         raise ValueError(f"init_distributed: RANK={rank} is outside 0..WORLD_SIZE-1={world_size - 1}")
-    resolved = _resolve_device(device, local_rank)
+    resolved = resolve_device(device, local_rank=local_rank)
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
     if backend is None:
