@@ -144,3 +144,94 @@ def wrapped_model_on_after_backward(wrapped, optimizer):
 
 
 # (end of section: distributed: ddp and sharded optimizer)
+
+
+# ---- A2 2026 release: generic DDP and FSDP (issue 14) ----
+def get_ddp(module):
+    """Wrap `module` for data-parallel training (any correct DDP; ours: bucketed, 25 MiB buckets)."""
+    from systems.ddp import DDPBucketed
+
+    return DDPBucketed(module, bucket_size_mb=25.0)
+
+
+def ddp_on_after_backward(ddp_model, optimizer):
+    """After loss.backward(), before optimizer.step(): gradients averaged over the ranks."""
+    ddp_model.finish_gradient_synchronization()
+
+
+def get_fsdp(module, compute_dtype=None):
+    """Shard the weights of every Linear and Embedding in `module` over the ranks; with
+    `compute_dtype` (bf16/fp16) the forward and backward compute in it, fp32 master weights."""
+    from systems.fsdp import FSDP
+
+    return FSDP(module, compute_dtype)
+
+
+def fsdp_on_after_backward(fsdp_model, optimizer):
+    """After loss.backward(), before optimizer.step(): each rank's shard gradients are its slice of
+    the mean gradient, replicated gradients averaged."""
+    fsdp_model.finish_gradient_synchronization()
+
+
+def fsdp_gather_full_params(fsdp_model):
+    """The full fp32 state dict (names of the unwrapped module), on every rank."""
+    return fsdp_model.full_state_dict()
+
+
+# (end of section: A2 2026 release: generic DDP and FSDP)
+
+
+# ---- FSDP extensions: options, checkpoints (issue 14) ----
+def get_fsdp_with_options(module, compute_dtype=None, prefetch=True, reduce_dtype=None):
+    """FSDP with this library's options: `prefetch` (gather the next layer's weight ahead) and
+    `reduce_dtype` (dtype of the gradient reduce-scatter; None: fp32)."""
+    import torch
+
+    from systems.fsdp import FSDP
+
+    return FSDP(module, compute_dtype, prefetch=prefetch, reduce_dtype=reduce_dtype or torch.float32)
+
+
+def get_adamw_cls():
+    """This library's AdamW (unit 1)."""
+    from basics.optim import AdamW
+
+    return AdamW
+
+
+def fsdp_save_sharded_checkpoint(fsdp_model, optimizer, iteration, directory):
+    """Every rank writes its own shards, optimizer state and RNG states into `directory`."""
+    from systems.sharded_checkpoint import save_sharded_checkpoint
+
+    return save_sharded_checkpoint(fsdp_model, optimizer, iteration, directory)
+
+
+def fsdp_load_sharded_checkpoint(directory, iteration, fsdp_model, optimizer):
+    """Load this rank's shard of the checkpoint at `iteration`; returns the iteration."""
+    from systems.sharded_checkpoint import load_sharded_checkpoint
+
+    return load_sharded_checkpoint(directory, iteration, fsdp_model, optimizer)
+
+
+def fsdp_save_gathered_checkpoint(fsdp_model, optimizer, iteration, path):
+    """Collective: gather full weights and optimizer state; rank 0 writes one plain checkpoint."""
+    from systems.sharded_checkpoint import save_gathered_checkpoint
+
+    return save_gathered_checkpoint(fsdp_model, optimizer, iteration, path)
+
+
+def fsdp_load_gathered_checkpoint(path, fsdp_model, optimizer):
+    """Load a plain (single-process or gathered) checkpoint into FSDP on any number of ranks."""
+    from systems.sharded_checkpoint import load_gathered_checkpoint
+
+    return load_gathered_checkpoint(path, fsdp_model, optimizer)
+
+
+def load_plain_checkpoint(path, model, optimizer):
+    """The unit-1 loader, for an unwrapped model (returns the iteration)."""
+    from basics.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, model, optimizer)
+
+
+# (end of section: FSDP extensions)

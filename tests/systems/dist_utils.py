@@ -26,6 +26,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.weak import WeakIdKeyDictionary
 
 TIMEOUT = datetime.timedelta(seconds=120)
 
@@ -126,3 +129,57 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def full_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """Parameters (trainable and frozen) and buffers, detached copies, by name."""
     return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+# ---- measuring a step from the outside: collectives sent, tensor bytes alive ----
+
+
+class CollectiveLog(TorchDispatchMode):
+    """Records every c10d operation (all-gather, reduce-scatter, all-reduce, send, recv, ...) issued
+    while active, with the bytes of its tensors: ``[(op_name, nbytes), ...]`` in ``self.calls``.
+    Sees collectives however they are called (``dist.*`` or functional), since all of them go
+    through the dispatcher. ``self.events`` interleaves them with matmuls (for overlap checks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, int]] = []
+        self.events: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func.namespace == "c10d":
+            name = func._schema.name.split("::")[-1]
+            tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+            # The largest tensor: the full buffer of an all-gather / reduce-scatter (what ring
+            # algorithms move (w-1)/w of), the message of an all-reduce, send or recv.
+            nbytes = max((t.numel() * t.element_size() for t in tensors), default=0)
+            self.calls.append((name, nbytes))
+            self.events.append(name)
+        elif func in (torch.ops.aten.mm.default, torch.ops.aten.bmm.default, torch.ops.aten.addmm.default):
+            self.events.append("mm")
+        return func(*args, **kwargs)
+
+    def count(self, *names: str) -> int:
+        return sum(1 for name, _ in self.calls if name in names)
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Bytes of tensor storage allocated while active and still alive: ``live()`` now, ``peak``
+    over the whole time. Storages are watched through weak references; a storage that an
+    implementation shrinks with ``resize_(0)`` counts at its current size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.storages = WeakIdKeyDictionary()
+        self.peak = 0
+
+    def live(self) -> int:
+        return sum(storage.nbytes() for storage in list(self.storages.keys()))
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_flatten(out)[0]:
+            if isinstance(tensor, torch.Tensor) and tensor.device.type != "meta":
+                self.storages[tensor.untyped_storage()] = True
+        self.peak = max(self.peak, self.live())
+        return out
