@@ -19,8 +19,10 @@ two all-gathers and one reduce-scatter move 3(w-1)/w * P.
 
 Parameters of other modules (norm gains, biases) are small: they stay replicated and their gradients
 are all-reduced, as in DDP. ``compute_dtype`` (bf16/fp16) casts each shard before the gather (half
-the bytes on the wire), so layers compute in that dtype; gradients are reduce-scattered in
-``reduce_dtype`` (fp32 by default, for accuracy) and the optimizer updates fp32 master shards.
+the bytes on the wire) and the replicated parameters before use, so the whole forward and backward
+run in that dtype (modules that upcast internally, like RMSNorm, still do); gradients are
+reduce-scattered in ``reduce_dtype`` (fp32 by default, for accuracy) and the optimizer updates fp32
+master shards and replicas.
 
 Overlap: with ``prefetch=True`` the all-gather of the *next* layer's weight is launched (async)
 before the current layer computes, so communication hides behind compute; the next layer is the
@@ -361,7 +363,8 @@ class FSDP(nn.Module):
         self.comm.order = list(self.units)
         self.comm.regathered = [True] * len(self.units)
         shard_ids = {id(unit.shard) for unit in self.units}
-        self.replicated = [p for p in module.parameters() if p.requires_grad and id(p) not in shard_ids]
+        self._replicated_named = [(n, p) for n, p in self.module.named_parameters() if id(p) not in shard_ids]
+        self.replicated = [p for _, p in self._replicated_named if p.requires_grad]
 
     @torch.no_grad()
     def _make_unit(self, name: str, weight: nn.Parameter) -> FlatShard:
@@ -391,7 +394,14 @@ class FSDP(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         self.comm.begin_forward()
-        return self.module(*args, **kwargs)
+        if self.comm.compute_dtype is None:
+            return self.module(*args, **kwargs)
+        # Replicated parameters (norm gains, biases) join the compute dtype too: the module runs
+        # with cast copies in their place, and autograd carries their gradients back to fp32.
+        cast = {
+            name: p.to(self.comm.compute_dtype) for name, p in self._replicated_named if p.is_floating_point()
+        }
+        return torch.func.functional_call(self.module, cast, args, kwargs)
 
     @torch.no_grad()
     def finish_gradient_synchronization(self) -> None:

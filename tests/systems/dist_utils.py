@@ -136,7 +136,8 @@ def full_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 class CollectiveLog(TorchDispatchMode):
     """Records every c10d operation (all-gather, reduce-scatter, all-reduce, send, recv, ...) issued
-    while active, with the bytes of its tensors: ``[(op_name, nbytes), ...]`` in ``self.calls``.
+    while active, with the bytes of its largest tensor: ``[(op_name, nbytes), ...]`` in
+    ``self.calls``.
     Sees collectives however they are called (``dist.*`` or functional), since all of them go
     through the dispatcher. ``self.events`` interleaves them with matmuls (for overlap checks)."""
 
