@@ -20,7 +20,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-END_OF_TEXT = "<|endoftext|>"
+from basics.tokenizer import ENDOFTEXT as END_OF_TEXT
+from basics.tokenizer import eos_token_id as _our_eos_token_id
 
 
 def is_hf_tokenizer(tokenizer: Any) -> bool:
@@ -47,10 +48,7 @@ def eos_token_id(tokenizer: Any) -> int:
         if tokenizer.eos_token_id is None:
             raise ValueError("the Hugging Face tokenizer has no eos_token_id; set tokenizer.eos_token first")
         return int(tokenizer.eos_token_id)
-    ids = tokenizer.encode(END_OF_TEXT)
-    if len(ids) != 1:
-        raise ValueError(f"tokenizer does not treat {END_OF_TEXT!r} as one special token (got ids {ids})")
-    return int(ids[0])
+    return _our_eos_token_id(tokenizer, END_OF_TEXT)
 
 
 def eos_text(tokenizer: Any) -> str:

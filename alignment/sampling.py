@@ -33,6 +33,7 @@ from alignment.interop import (
     model_logits,
     pad_token_id,
 )
+from basics.generate import sample_next_token
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -65,7 +66,7 @@ def sample_plain(
     new = []
     for _ in range(max_new_tokens):
         logits = model_logits(model, ids)[:, -1, :].float()  # (batch, vocab)
-        next_ids = _pick(logits, temperature, top_p, generator)
+        next_ids = sample_next_token(logits, temperature, top_p, generator)  # unit 1's top-p sampler
         if eos_token_id is not None:
             next_ids = torch.where(done, torch.full_like(next_ids, eos_token_id), next_ids)
             done |= next_ids == eos_token_id
@@ -76,19 +77,6 @@ def sample_plain(
     if not new:
         return prompt_ids.new_zeros((prompt_ids.shape[0], 0))
     return torch.stack(new, dim=1)
-
-
-def _pick(logits: Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> Tensor:
-    if temperature <= 0:
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(logits / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        # keep the smallest prefix whose mass reaches top_p (the first token is always kept)
-        keep = sorted_probs.cumsum(dim=-1) - sorted_probs < top_p
-        sorted_probs = sorted_probs * keep
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
 def _generate_ids(

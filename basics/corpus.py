@@ -31,7 +31,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ENDOFTEXT = "<|endoftext|>"
+from basics.pretokenization import ENDOFTEXT
+
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "lm-from-scratch"
 # Bump when the way documents are made changes, so stale caches are not reused.
 CORPUS_FORMAT_VERSION = 1

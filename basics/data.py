@@ -37,12 +37,12 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from basics.bpe import find_chunk_boundaries
 from basics.device import check_device
+from basics.pretokenization import ENDOFTEXT, find_chunk_boundaries
+from basics.tokenizer import eos_token_id
 
 __all__ = ["get_batch", "tokenize_to_array", "load_tokens"]
 
-ENDOFTEXT = "<|endoftext|>"
 DEFAULT_CHUNK_BYTES = 1 << 20  # 1 MiB of text per task: big enough to amortise IPC, small in memory
 _COPY_BLOCK = 1 << 24  # tokens per block when moving ids from the temporary file into the .npy
 
@@ -111,22 +111,9 @@ def chunk_boundaries(
 ) -> list[int]:
     """Byte offsets ``[0, ..., size]`` cutting ``path`` into chunks of about ``chunk_bytes``, each
     inner cut where a ``separator`` starts (so no document is split); the tokenizer's own chunker
-    (:func:`basics.bpe.find_chunk_boundaries`) does the scanning."""
+    (:func:`basics.pretokenization.find_chunk_boundaries`) does the scanning."""
     num_chunks = max(1, math.ceil(os.path.getsize(path) / max(1, chunk_bytes)))
     return find_chunk_boundaries(path, num_chunks, separator, special_tokens)
-
-
-def eos_token_id(tokenizer: Any, eos: str = ENDOFTEXT) -> int:
-    """The id the tokenizer gives ``eos``: a one-token encoding, or an entry of a bytes vocabulary."""
-    ids = tokenizer.encode(eos)
-    if len(ids) == 1:
-        return int(ids[0])
-    vocab = getattr(tokenizer, "vocab", None)
-    if isinstance(vocab, dict):
-        for token_id, token in vocab.items():
-            if token == eos.encode("utf-8"):
-                return int(token_id)
-    raise ValueError(f"tokenizer has no single token for {eos!r}; add it as a special token")
 
 
 # Each worker gets the tokenizer once (pickled by the pool initializer), not once per chunk.

@@ -30,9 +30,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-__all__ = ["export_to_hf_llama", "hf_llama_config", "hf_llama_state_dict", "interleaved_to_halves"]
+from basics.pretokenization import ENDOFTEXT
 
-ENDOFTEXT = "<|endoftext|>"
+__all__ = ["export_to_hf_llama", "hf_llama_config", "hf_llama_state_dict", "interleaved_to_halves"]
 
 
 def interleaved_to_halves(

@@ -30,6 +30,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from basics.pretokenization import ENDOFTEXT
+from basics.tokenizer import eos_token_id
+
 __all__ = [
     "generate",
     "generate_text",
@@ -38,8 +41,6 @@ __all__ = [
     "load_trained_model",
     "find_tokenizer_dir",
 ]
-
-ENDOFTEXT = "<|endoftext|>"
 
 
 def sample_next_token(
@@ -142,11 +143,11 @@ def generate(
 
 
 def _eos_id(tokenizer: Any, eos: str) -> int | None:
-    special_ids = getattr(tokenizer, "special_ids", None)
-    if isinstance(special_ids, dict) and eos in special_ids:
-        return int(special_ids[eos])
-    ids = tokenizer.encode(eos)
-    return int(ids[0]) if len(ids) == 1 else None
+    """The id of ``eos``, or None when the tokenizer has no single token for it (then no early stop)."""
+    try:
+        return eos_token_id(tokenizer, eos)
+    except ValueError:
+        return None
 
 
 def generate_text(

@@ -25,9 +25,9 @@ from basics.corpus import (
     download_corpus,
 )
 from basics.data import load_tokens, tokenize_to_array
-from basics.tokenizer import Tokenizer, load_or_train_default_tokenizer
+from basics.tokenizer import ENDOFTEXT, Tokenizer, load_or_train_default_tokenizer
 
-SPECIAL_TOKENS = ("<|endoftext|>",)
+SPECIAL_TOKENS = (ENDOFTEXT,)
 
 
 @dataclass(frozen=True)

@@ -31,24 +31,27 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from basics.bpe import (
+from basics.bpe import train_bpe, train_bpe_reference
+from basics.pretokenization import (
+    ENDOFTEXT,
     GPT2_PATTERN,
     PreTokenizer,
     find_chunk_boundaries,
     iter_file_text,
-    train_bpe,
-    train_bpe_reference,
+    split_token_for,
 )
 
 if TYPE_CHECKING:
     from basics.corpus import CorpusPaths
 
 __all__ = [
+    "ENDOFTEXT",
     "Tokenizer",
+    "eos_token_id",
     "train_bpe",
     "train_bpe_reference",
     "bytes_to_unicode",
@@ -227,25 +230,30 @@ class Tokenizer:
 
     def _bpe(self, pretoken: str) -> list[int]:
         """Apply the merges to one pre-token: repeatedly merge the adjacent pair of lowest rank
-        (every occurrence of it, left to right) until no adjacent pair is a merge."""
-        ids = [self._byte_ids[b] for b in pretoken.encode("utf-8")]
+        (every occurrence of it, left to right) until no adjacent pair is a merge.
+
+        This replays training: merges were learned in rank order, and a pair can only exist once
+        the merges that built its halves have been applied, so lowest rank first reproduces them."""
+        ids = [self._byte_ids[b] for b in pretoken.encode("utf-8")]  # start from single bytes
         ranks = self._ranks
         while len(ids) > 1:
-            best = None
-            position = 0
+            # Find the adjacent pair that was merged earliest in training (lowest rank).
+            best = None  # (rank, merged id) of the best pair so far
+            position = 0  # where it first occurs
             for i, pair in enumerate(zip(ids, ids[1:])):
                 found = ranks.get(pair)
                 if found is not None and (best is None or found[0] < best[0]):
                     best, position = found, i
             if best is None:
-                break
+                break  # no adjacent pair is a merge: done
+            # Merge every occurrence of that pair, left to right; nothing before `position` has it.
             a, b = ids[position], ids[position + 1]
             merged = ids[:position]
             i, last = position, len(ids) - 1
             while i <= last:
                 if i < last and ids[i] == a and ids[i + 1] == b:
                     merged.append(best[1])
-                    i += 2
+                    i += 2  # both halves consumed (so "a a a" with (a, a) gives "aa a")
                 else:
                     merged.append(ids[i])
                     i += 1
@@ -291,7 +299,7 @@ class Tokenizer:
             raise FileNotFoundError(f"file to encode not found: {path}")
         dtype = np.uint16 if max(self.vocab) < (1 << 16) else np.int32
         num_processes = num_processes or os.cpu_count() or 1
-        split = "<|endoftext|>" if "<|endoftext|>" in self.special_ids else (self.special_tokens or [""])[0]
+        split = split_token_for(self.special_tokens)
         num_chunks = num_processes * 4 if num_processes > 1 else 1
         cuts = find_chunk_boundaries(path, num_chunks, split.encode("utf-8"), self.special_tokens)
         jobs = [(str(path), a, b) for a, b in zip(cuts[:-1], cuts[1:])]
@@ -319,6 +327,26 @@ class Tokenizer:
 
     def __len__(self) -> int:
         return len(self.vocab)
+
+
+def eos_token_id(tokenizer: Any, eos: str = ENDOFTEXT) -> int:
+    """The id a tokenizer gives the end-of-text token ``eos``: its special-token id, else a
+    one-token encoding, else an entry of a bytes vocabulary. ValueError when it has none.
+
+    Works for any object with ``encode`` (and optionally ``special_ids`` / ``vocab``), so callers
+    can pass our Tokenizer or a stand-in."""
+    special_ids = getattr(tokenizer, "special_ids", None)
+    if isinstance(special_ids, dict) and eos in special_ids:
+        return int(special_ids[eos])
+    ids = tokenizer.encode(eos)
+    if len(ids) == 1:
+        return int(ids[0])
+    vocab = getattr(tokenizer, "vocab", None)
+    if isinstance(vocab, dict):
+        for token_id, token in vocab.items():
+            if token == eos.encode("utf-8"):
+                return int(token_id)
+    raise ValueError(f"tokenizer has no single token for {eos!r}; add it as a special token")
 
 
 def _encode_range(tokenizer: Tokenizer, job: tuple[str, int, int], dtype) -> np.ndarray:
@@ -358,7 +386,7 @@ class TokenizerTrainConfig:
         default=10_000, metadata={"help": "vocabulary size: 256 bytes + merges + specials"}
     )
     # never split, never merged across
-    special_tokens: tuple[str, ...] = field(default=("<|endoftext|>",), metadata={"help": "special tokens"})
+    special_tokens: tuple[str, ...] = field(default=(ENDOFTEXT,), metadata={"help": "special tokens"})
     # pre-tokenization processes
     num_processes: int | None = field(
         default=None, metadata={"help": "pre-tokenization processes (None: all cores)"}
@@ -369,7 +397,7 @@ def load_or_train_default_tokenizer(
     out_dir: str | Path,
     vocab_size: int = 10_000,
     corpus_paths: CorpusPaths | str | Path | None = None,
-    special_tokens: Iterable[str] = ("<|endoftext|>",),
+    special_tokens: Iterable[str] = (ENDOFTEXT,),
     *,
     num_processes: int | None = None,
     progress: bool = False,

@@ -16,6 +16,13 @@ def run_train_bpe(input_path, vocab_size, special_tokens, **kwargs):
     return train_bpe(input_path, vocab_size, special_tokens, **kwargs)
 
 
+def run_train_bpe_reference(input_path, vocab_size, special_tokens):
+    """The implementation's own plain BPE trainer (extension: the readable version beside the fast one)."""
+    from basics.bpe import train_bpe_reference
+
+    return train_bpe_reference(input_path, vocab_size, special_tokens)
+
+
 def get_tokenizer(vocab, merges, special_tokens=None):
     """An object with encode(str) -> list[int], encode_iterable(iterable) -> iterator of ids,
     decode(ids) -> str."""

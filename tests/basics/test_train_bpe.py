@@ -67,6 +67,15 @@ def test_matches_reference_on_real_text(adapters, small_corpus):
     check_layout(vocab, merges, [ENDOFTEXT])
 
 
+@pytest.mark.parametrize("vocab_size", [300, 420])
+def test_plain_trainer_matches_the_fast_one(adapters, small_corpus, vocab_size):
+    """The library's readable trainer and its fast one agree: same merges, same vocabulary."""
+    fast = adapters.run_train_bpe(small_corpus, vocab_size, [ENDOFTEXT], num_processes=1)
+    plain = adapters.run_train_bpe_reference(small_corpus, vocab_size, [ENDOFTEXT])
+    assert plain[1] == fast[1] and plain[0] == fast[0]
+    assert len(plain[1]) == vocab_size - 257
+
+
 def test_matches_reference_on_unicode(adapters, tmp_path):
     text = (
         (
