@@ -235,3 +235,62 @@ def load_plain_checkpoint(path, model, optimizer):
 
 
 # (end of section: FSDP extensions)
+
+
+# ---- tensor and pipeline parallelism (issue 14) ----
+def get_tensor_parallel(model):
+    """Convert a TransformerLM to Megatron tensor parallelism over all ranks (in place)."""
+    from systems.tensor_parallel import TensorParallel
+
+    return TensorParallel(model)
+
+
+def tensor_parallel_forward(tp_model, token_ids):
+    """This rank's slice of the logits: (batch, seq, vocab / ranks)."""
+    return tp_model(token_ids)
+
+
+def tensor_parallel_loss(tp_model, local_logits, targets):
+    """Mean cross-entropy over the full vocabulary from the local logits (no logits gathered)."""
+    return tp_model.loss(local_logits, targets)
+
+
+def tensor_parallel_gather_logits(tp_model, local_logits):
+    """The full logits (batch, seq, vocab), for checking."""
+    return tp_model.gather_logits(local_logits)
+
+
+def tensor_parallel_full_grads(tp_model):
+    """Whole gradients by the unconverted model's parameter names (collective)."""
+    return tp_model.gather_full(
+        {n: p.grad for n, p in tp_model.model.named_parameters() if p.grad is not None}
+    )
+
+
+def tensor_parallel_full_state_dict(tp_model):
+    """The unconverted model's state dict, gathered (collective)."""
+    return tp_model.full_state_dict()
+
+
+def get_pipeline_parallel(model, num_microbatches, schedule):
+    """This rank's stage of a pipeline over all ranks; schedule in {"gpipe", "1f1b"}."""
+    from systems.pipeline_parallel import PipelineParallel
+
+    return PipelineParallel(model, num_microbatches, schedule)
+
+
+def pipeline_train_step(pipeline, inputs, targets):
+    """One pipelined forward + backward of the whole batch (mean cross-entropy); gradients are left
+    in this stage's parameters. Returns (loss, executed ops) where ops lists ("F"|"B", micro-batch)."""
+    from basics.nn_utils import cross_entropy
+
+    stats = pipeline.train_step(inputs, targets, cross_entropy)
+    return stats.loss, stats.order
+
+
+def pipeline_named_parameters(pipeline):
+    """This stage's parameters under the unconverted model's names."""
+    return dict(pipeline.module.named_parameters())
+
+
+# (end of section: tensor and pipeline parallelism)

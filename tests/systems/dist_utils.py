@@ -184,3 +184,37 @@ class LiveTensorBytes(TorchDispatchMode):
                 self.storages[tensor.untyped_storage()] = True
         self.peak = max(self.peak, self.live())
         return out
+
+
+def replay_pipeline(
+    orders: list[list[tuple[str, int]]], forward_cost: float = 1.0, backward_cost: float = 2.0
+):
+    """Replay the op sequences the pipeline stages executed (``orders[s]``: stage s's list of
+    ("F" | "B", micro-batch)) with fixed op costs, respecting the data dependencies: F_i on stage s
+    after F_i on s-1; B_i on s after B_i on s+1 (the last stage: after its own F_i). Returns the
+    idle fraction of stage-time (the bubble). Raises if the orders cannot complete."""
+    stages = len(orders)
+    finish: dict[tuple[str, int, int], float] = {}
+    clocks, positions, work = [0.0] * stages, [0] * stages, 0.0
+    pending = sum(map(len, orders))
+    while pending:
+        before = pending
+        for s in range(stages):
+            if positions[s] == len(orders[s]):
+                continue
+            kind, i = orders[s][positions[s]]
+            if kind == "F":
+                dependency = ("F", i, s - 1) if s > 0 else None
+            else:
+                dependency = ("B", i, s + 1) if s < stages - 1 else ("F", i, s)
+            if dependency is not None and dependency not in finish:
+                continue
+            cost = forward_cost if kind == "F" else backward_cost
+            ready = finish[dependency] if dependency is not None else 0.0
+            clocks[s] = finish[(kind, i, s)] = max(clocks[s], ready) + cost
+            work += cost
+            positions[s] += 1
+            pending -= 1
+        if pending == before:
+            raise AssertionError(f"pipeline orders deadlock: {orders}")
+    return 1.0 - work / (stages * max(clocks))

@@ -38,7 +38,9 @@ CONFIG = dict(
     vocab_size=128, context_length=8, d_model=64, num_layers=2, num_heads=4, d_ff=128, rope_theta=10_000.0
 )
 STEPS = 3
-ADAMW = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+ADAMW = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)  # checkpoints: the library's AdamW
+MOMENTUM = dict(lr=0.1, momentum=0.9)  # comparisons with single-process training (Adam would amplify
+# the float summation-order differences of nearly cancelling gradients)
 BATCH, SEQ = 4, 8
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -76,12 +78,12 @@ def _assert_state_close(actual, expected, atol, rtol, what):
 
 
 def _optimizer(params, dtype):
-    return torch.optim.AdamW(params, **ADAMW) if dtype == torch.float32 else torch.optim.SGD(params, lr=0.1)
+    return torch.optim.SGD(params, **MOMENTUM) if dtype == torch.float32 else torch.optim.SGD(params, lr=0.1)
 
 
 def _train_fsdp(adapters, rank, world_size, seed) -> dict:
     fsdp = adapters.get_fsdp(_model(adapters, seed), None)
-    optimizer = torch.optim.AdamW(fsdp.parameters(), **ADAMW)
+    optimizer = torch.optim.SGD(fsdp.parameters(), **MOMENTUM)
     for step in range(STEPS):
         inputs, targets = _local(step, rank, world_size)
         _loss(fsdp(inputs), targets).backward()
@@ -92,9 +94,9 @@ def _train_fsdp(adapters, rank, world_size, seed) -> dict:
 
 
 def _reference(adapters) -> dict:
-    """Single process, whole batches, fp32 AdamW, from the seed-0 init."""
+    """Single process, whole batches, fp32 SGD with momentum, from the seed-0 init."""
     model = _model(adapters, 0)
-    optimizer = torch.optim.AdamW(model.parameters(), **ADAMW)
+    optimizer = torch.optim.SGD(model.parameters(), **MOMENTUM)
     for step in range(STEPS):
         inputs, targets = _batch(step)
         _loss(model(inputs), targets).backward()
@@ -241,7 +243,7 @@ def test_fsdp_starts_from_rank0_weights(extension):
     results, _ = extension
     reference = results[0]["reference"]
     for rank in (0, 1):
-        _assert_state_close(results[rank]["different_inits"]["full"], reference["full"], 1e-5, 1e-4, "init")
+        _assert_state_close(results[rank]["different_inits"]["full"], reference["full"], 1e-6, 1e-5, "init")
 
 
 def _matmuls_before_each_gather(events):
@@ -273,8 +275,8 @@ def test_fsdp_prefetch_gathers_one_layer_ahead_with_the_same_numbers(extension, 
         _assert_state_close(
             results[0]["prefetch=True-float32"]["full"],
             results[0]["reference"]["full"],
+            1e-6,
             1e-5,
-            1e-4,
             "prefetch",
         )
 
@@ -323,7 +325,8 @@ def test_fsdp_checkpoints_resume_exactly(extension):
             assert torch.equal(run["from_sharded"][key], value), f"sharded resume: {key}"
             assert torch.equal(run["from_gathered"][key], value), f"gathered resume: {key}"
     single = results[0]["checkpoint"]["single_from_gathered"]
-    _assert_state_close(single, results[0]["checkpoint"]["continued"], 1e-5, 1e-4, "single from gathered")
+    # AdamW over 2 steps from different float summation orders: atol 1e-4 (see MOMENTUM).
+    _assert_state_close(single, results[0]["checkpoint"]["continued"], 1e-4, 1e-3, "single from gathered")
 
 
 def test_fsdp_sharded_checkpoint_refuses_another_number_of_ranks(extension, adapters):

@@ -1,0 +1,259 @@
+"""Pipeline parallelism: the layer stack cut into stages, micro-batches flowing through them.
+
+Huang et al., "GPipe" (2019); Narayanan et al., "PipeDream" / "Efficient Large-Scale Language
+Model Training on GPU Clusters Using Megatron-LM" (2021) for 1F1B; the course's lecture on
+parallelism. With p stages (one per rank of the group), stage s holds layers [s*L/p, (s+1)*L/p);
+the first also holds the embedding, the last the final norm, the output head and the loss.
+
+The batch is cut into m micro-batches. A stage's forward of micro-batch i needs the previous
+stage's output (received with a point-to-point ``recv``); its backward needs the next stage's
+gradient with respect to that output. Two orders of work per stage:
+
+* **GPipe**: all m forwards, then all m backwards (in reverse). Simple; every stage keeps the
+  activations of all m micro-batches until its backwards start.
+* **1F1B**: p-s-1 warm-up forwards, then alternate one forward and one backward, then the remaining
+  backwards. The same bubble, but at most p-s micro-batches are alive on stage s (memory ~ p, not m).
+
+With a forward costing F and a backward B per micro-batch on every stage, both finish in
+(m + p - 1)(F + B), of which each stage works m(F + B): the idle **bubble** fraction is
+
+    bubble = (p - 1) / (m + p - 1)            (more micro-batches: smaller bubble)
+
+Each step reports two measurements of it: ``bubble_wall`` from wall-clock time (busy compute time
+per stage against the step's length; noisy on a shared CPU), and ``bubble_schedule``: the
+critical path of the orders the stages actually executed, replayed with unit costs F = 1, B = 2
+(what the formula describes, free of timing noise).
+
+Simplifications: an even split of whole layers (num_layers must divide by p); tied input/output
+embeddings are refused when they would sit on different stages; all micro-batches have the same
+shape; the loss is the mean cross-entropy, so the step's loss is the mean of the micro-batch losses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from basics.model import TransformerLM
+from systems.distributed import is_distributed
+
+__all__ = [
+    "PipelineStage",
+    "PipelineParallel",
+    "StepStats",
+    "gpipe_order",
+    "one_f_one_b_order",
+    "schedule_bubble",
+    "SCHEDULES",
+]
+
+Op = tuple[str, int]  # ("F", i) or ("B", i): forward or backward of micro-batch i
+
+
+def gpipe_order(stage: int, num_stages: int, num_microbatches: int) -> list[Op]:
+    """All forwards, then all backwards (last micro-batch first, as its gradient arrives first)."""
+    return [("F", i) for i in range(num_microbatches)] + [("B", i) for i in reversed(range(num_microbatches))]
+
+
+def one_f_one_b_order(stage: int, num_stages: int, num_microbatches: int) -> list[Op]:
+    """Warm-up forwards, then one forward / one backward in turn, then the remaining backwards."""
+    warmup = min(num_stages - stage - 1, num_microbatches)
+    order: list[Op] = [("F", i) for i in range(warmup)]
+    forward, backward = warmup, 0
+    while backward < num_microbatches:
+        if forward < num_microbatches:
+            order.append(("F", forward))
+            forward += 1
+        order.append(("B", backward))
+        backward += 1
+    return order
+
+
+SCHEDULES: dict[str, Callable[[int, int, int], list[Op]]] = {"gpipe": gpipe_order, "1f1b": one_f_one_b_order}
+
+
+def schedule_bubble(orders: list[list[Op]], forward_cost: float = 1.0, backward_cost: float = 2.0) -> float:
+    """Idle fraction of the schedule the stages executed (``orders[s]`` is stage s's sequence of
+    ops), replayed with fixed costs: each op starts when its stage is free and its input exists
+    (F_i on stage s needs F_i on s-1; B_i needs B_i on s+1, or F_i on the last stage)."""
+    num_stages = len(orders)
+    done: dict[tuple[str, int, int], float] = {}  # (kind, micro-batch, stage) -> finish time
+    position, clock = [0] * num_stages, [0.0] * num_stages
+    busy = [0.0] * num_stages
+    remaining = sum(len(order) for order in orders)
+    while remaining:
+        progressed = False
+        for s, order in enumerate(orders):
+            if position[s] == len(order):
+                continue
+            kind, i = order[position[s]]
+            need = (
+                (("F", i, s - 1) if s > 0 else None)
+                if kind == "F"
+                else (("B", i, s + 1) if s < num_stages - 1 else ("F", i, s))
+            )
+            if need is not None and need not in done:
+                continue
+            cost = forward_cost if kind == "F" else backward_cost
+            start = max(clock[s], done[need] if need is not None else 0.0)
+            clock[s] = done[(kind, i, s)] = start + cost
+            busy[s] += cost
+            position[s] += 1
+            remaining -= 1
+            progressed = True
+        if not progressed:
+            raise ValueError("the stages' orders deadlock (an op waits for one that never runs)")
+    total = max(clock)
+    return 1.0 - sum(busy) / (num_stages * total)
+
+
+class PipelineStage(nn.Module):
+    """Stage ``stage`` of ``num_stages`` of a :class:`TransformerLM`: its layers (under their
+    original names, ``layers.4...``), plus the embeddings on the first stage and the final norm and
+    output head on the last."""
+
+    def __init__(self, model: TransformerLM, stage: int, num_stages: int):
+        super().__init__()
+        num_layers = len(model.layers)
+        if num_layers % num_stages:
+            raise ValueError(f"num_layers ({num_layers}) must divide by the number of stages ({num_stages})")
+        if num_stages > 1 and model.lm_head.weight is model.token_embeddings.weight:
+            raise ValueError("tied embeddings would sit on the first and the last stage: not supported")
+        self.stage, self.num_stages = stage, num_stages
+        self.is_first, self.is_last = stage == 0, stage == num_stages - 1
+        per_stage = num_layers // num_stages
+        self.first_layer = stage * per_stage
+        self.layers = nn.ModuleDict(
+            {str(i): model.layers[i] for i in range(self.first_layer, self.first_layer + per_stage)}
+        )
+        if self.is_first:
+            self.token_embeddings = model.token_embeddings
+            self.position_embeddings = model.position_embeddings
+            self.dropout = model.dropout
+        if self.is_last:
+            self.ln_final, self.lm_head = model.ln_final, model.lm_head
+        self.context_length = model.config.context_length
+
+    def forward(self, x: Int[Tensor, "batch seq"] | Float[Tensor, "batch seq d_model"]) -> Tensor:
+        if self.is_first:  # the same steps as TransformerLM.forward, split at layer boundaries
+            if x.shape[-1] > self.context_length:
+                raise ValueError(
+                    f"sequence of {x.shape[-1]} tokens exceeds context_length {self.context_length}"
+                )
+            tokens = x
+            x = self.token_embeddings(tokens)  # (batch, seq, d_model)
+            if self.position_embeddings is not None:
+                x = x + self.position_embeddings(torch.arange(tokens.shape[-1], device=tokens.device))
+            x = self.dropout(x)
+        for layer in self.layers.values():
+            x = layer(x)
+        if self.is_last:
+            return self.lm_head(self.ln_final(x))  # (batch, seq, vocab)
+        return x  # (batch, seq, d_model): sent to the next stage
+
+
+@dataclass
+class StepStats:
+    """What one pipelined step measured (``loss`` is the same on every rank)."""
+
+    loss: float  # mean loss over the micro-batches
+    order: list[Op]  # the ops this stage ran, in order
+    busy_s: float  # this stage's compute time
+    step_s: float  # the step's wall time (slowest stage, from a common start)
+    bubble_wall: float  # 1 - busy_s / step_s on this stage
+    sends: int = 0  # point-to-point sends issued by this stage
+    peak_alive: int = 0  # most micro-batches whose activations this stage held at once
+    extra: dict = field(default_factory=dict)
+
+
+class PipelineParallel:
+    """Run one stage of a pipeline on this rank (stage = rank in ``group``); see the module docstring.
+
+    ``train_step(inputs, targets, loss_fn)`` splits the batch into ``num_microbatches``, runs the
+    schedule, leaves the gradients of this stage's parameters in ``.grad`` (mean loss over the whole
+    batch) and returns :class:`StepStats`. Every rank passes the same ``inputs`` and ``targets``
+    (the first stage reads the inputs, the last the targets)."""
+
+    def __init__(self, model: TransformerLM, num_microbatches: int, schedule: str = "1f1b", group=None):
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+        if num_microbatches < 1:
+            raise ValueError(f"num_microbatches must be >= 1; got {num_microbatches}")
+        self.group = group
+        self.stage, self.num_stages = (
+            (dist.get_rank(group), dist.get_world_size(group)) if is_distributed() else (0, 1)
+        )
+        self.module = PipelineStage(model, self.stage, self.num_stages)
+        self.num_microbatches, self.schedule = num_microbatches, schedule
+        self.d_model = model.config.d_model
+
+    def parameters(self):
+        return self.module.parameters()
+
+    def _peer(self, stage: int) -> int:
+        return dist.get_global_rank(self.group, stage) if self.group is not None else stage
+
+    def train_step(
+        self, inputs: Tensor, targets: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor]
+    ) -> StepStats:
+        m = self.num_microbatches
+        if inputs.shape[0] % m:
+            raise ValueError(f"batch of {inputs.shape[0]} does not split into {m} micro-batches")
+        micro_inputs, micro_targets = inputs.chunk(m), targets.chunk(m)
+        activation_shape = (*micro_inputs[0].shape, self.d_model)  # (micro_batch, seq, d_model)
+        dtype = next(self.module.parameters()).dtype
+        order = SCHEDULES[self.schedule](self.stage, self.num_stages, m)
+        alive: dict[int, tuple[Tensor | None, Tensor]] = {}  # micro-batch -> (stage input, output or loss)
+        sends: list = []
+        busy, loss_sum, peak_alive = 0.0, torch.zeros(()), 0
+        if self.num_stages > 1:
+            dist.barrier(group=self.group)  # a common start for the wall-clock bubble
+        start = time.perf_counter()
+        for kind, i in order:
+            if kind == "F":
+                x = (
+                    micro_inputs[i]
+                    if self.module.is_first
+                    else self._recv(activation_shape, dtype, self.stage - 1)
+                )
+                began = time.perf_counter()
+                out = self.module(x)
+                if self.module.is_last:
+                    out = loss_fn(out, micro_targets[i]) / m
+                    loss_sum += out.detach().float()
+                else:
+                    sends.append(
+                        dist.isend(out.detach().contiguous(), self._peer(self.stage + 1), self.group)
+                    )
+                busy += time.perf_counter() - began
+                alive[i] = (x, out)
+                peak_alive = max(peak_alive, len(alive))
+            else:
+                x, out = alive.pop(i)
+                grad = None if self.module.is_last else self._recv(out.shape, out.dtype, self.stage + 1)
+                began = time.perf_counter()
+                out.backward(grad)
+                busy += time.perf_counter() - began
+                if not self.module.is_first:
+                    sends.append(dist.isend(x.grad.contiguous(), self._peer(self.stage - 1), self.group))
+        for work in sends:
+            work.wait()
+        ended = time.perf_counter() - start
+        # One small all-reduce: the loss (only the last stage has it) and the slowest stage's time.
+        own_loss = float(loss_sum) if self.module.is_last else float("-inf")
+        summary = torch.tensor([own_loss, ended], dtype=torch.float64)
+        if self.num_stages > 1:
+            dist.all_reduce(summary, op=dist.ReduceOp.MAX, group=self.group)
+        loss, step_s = float(summary[0]), float(summary[1])
+        return StepStats(loss, order, busy, step_s, 1.0 - busy / step_s, len(sends), peak_alive)
+
+    def _recv(self, shape, dtype, stage: int) -> Tensor:
+        buffer = torch.empty(shape, dtype=dtype, device=next(self.module.parameters()).device)
+        dist.recv(buffer, self._peer(stage), self.group)
+        return buffer.requires_grad_(stage < self.stage)  # activations need their gradient sent back
