@@ -215,10 +215,10 @@ class FlashAttentionTriton(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, is_causal: bool = False) -> Tensor:
-        from systems.flash_attention_triton import flash_forward_triton  # lazy: triton is optional
+        from systems import flash_attention_triton  # lazy: triton is optional (registers the ops)
 
         _check(q, k, v)
-        out, lse = flash_forward_triton(*_flatten(q, k, v), is_causal)
+        out, lse = flash_attention_triton.flash_forward(*_flatten(q, k, v), is_causal)
         out, lse = out.reshape(q.shape), lse.reshape(q.shape[:-1])
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.is_causal = is_causal
@@ -226,11 +226,11 @@ class FlashAttentionTriton(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
-        from systems.flash_attention_triton import flash_backward_triton
+        from systems import flash_attention_triton
 
         q, k, v, out, lse = ctx.saved_tensors
         q3, k3, v3 = _flatten(q, k, v)
-        dq, dk, dv = flash_backward_triton(
+        dq, dk, dv = flash_attention_triton.flash_backward(
             q3,
             k3,
             v3,

@@ -21,7 +21,8 @@ Three ways to compute it live here, so a student can read them side by side:
 - :class:`RMSNormAutogradPyTorch` -- a ``torch.autograd.Function`` whose backward is the formulas above,
   written in torch (:func:`rmsnorm_backward_x`, :func:`rmsnorm_backward_g`);
 - :class:`RMSNormAutogradTriton` -- the same Function with fused Triton kernels (in
-  :mod:`systems.rmsnorm_triton`: one program per row forward, row blocks backward).
+  :mod:`systems.rmsnorm_triton`: one program per row for y and for dx, a column-block reduction
+  for dg).
 
 All three take ``x`` of any leading shape ``(..., H)``, compute in fp32 whatever the input dtype
 (the mean of squares of 4096 bf16 numbers loses most of its digits otherwise), and return ``y`` in
@@ -121,28 +122,30 @@ class RMSNormAutogradTriton(torch.autograd.Function):
     """RMSNorm with fused Triton kernels. ``.apply(x, g[, eps])`` for x of shape (..., H).
 
     Forward saves x, g and the per-row reciprocal rms r (fp32, one number per row), so backward does
-    not recompute the mean of squares. Runs on CUDA tensors, or on CPU tensors under
+    not recompute the mean of squares. The kernels are called through the custom ops
+    ``systems::rmsnorm_forward`` / ``systems::rmsnorm_backward`` (:mod:`systems.rmsnorm_triton`), which
+    ``torch.compile`` keeps in its graph without a break. Runs on CUDA tensors, or on CPU tensors under
     ``TRITON_INTERPRET=1`` (slowly; that is how the tests run it without a GPU).
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, g: Tensor, eps: float = EPS) -> Tensor:
-        from systems.rmsnorm_triton import rmsnorm_forward_triton  # lazy: triton is an optional extra
+        from systems import rmsnorm_triton  # lazy: triton is an optional extra (registers the ops)
 
         _check(x, g)
         x2d = x.reshape(-1, x.shape[-1]).contiguous()  # (rows, H): one kernel program per row
-        y2d, rstd = rmsnorm_forward_triton(x2d, g.contiguous(), eps)
+        y2d, rstd = rmsnorm_triton.rmsnorm_forward(x2d, g.contiguous(), eps)
         ctx.save_for_backward(x2d, g, rstd)
         ctx.x_shape = x.shape
         return y2d.view(x.shape)
 
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> tuple[Tensor, Tensor, None]:
-        from systems.rmsnorm_triton import rmsnorm_backward_triton
+        from systems import rmsnorm_triton
 
         x2d, g, rstd = ctx.saved_tensors
         dy2d = grad_output.reshape(x2d.shape).contiguous()
-        grad_x, grad_g = rmsnorm_backward_triton(dy2d, x2d, g.contiguous(), rstd)
+        grad_x, grad_g = rmsnorm_triton.rmsnorm_backward(dy2d, x2d, g.contiguous(), rstd)
         return grad_x.view(ctx.x_shape), grad_g, None
 
 

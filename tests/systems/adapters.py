@@ -294,3 +294,27 @@ def pipeline_named_parameters(pipeline):
 
 
 # (end of section: tensor and pipeline parallelism)
+
+
+# ---- GPU readiness: ahead-of-time compile for an H100 (issue 13; extension) ----
+def triton_resource_report(part: str) -> list[dict]:
+    """Every shipped launch configuration of ``part`` (rmsnorm | flash_forward | flash_dkdv | flash_dq)
+    compiled for sm_90 without a GPU: dicts with kernel, config, registers, spill_bytes, shared_bytes.
+    Must run in a process without TRITON_INTERPRET."""
+    from systems.triton_resources import resource_report
+
+    return resource_report(part)
+
+
+def triton_launch_resources(kernel, grid, *args, **kwargs) -> dict:
+    """``kernel[grid](*args, **kwargs)`` compiled for sm_90 without a GPU (tensors may be on the meta
+    device): a dict with registers, spill_bytes, shared_bytes."""
+    from dataclasses import asdict
+
+    from systems.triton_launch import Launch
+    from systems.triton_resources import compile_for_gpu, resource_usage
+
+    return asdict(resource_usage(compile_for_gpu(Launch(kernel, grid, args, kwargs))))
+
+
+# (end of section: GPU readiness)

@@ -1,8 +1,10 @@
 """Graders for RMSNorm: hand-written PyTorch backward and the Triton kernels (issue 4, section 1).
 
 Every implementation is compared with a plain fp64 RMSNorm differentiated by autograd (written here,
-independent of the code under test) and with torch's own ``F.rms_norm``. On a machine without a GPU the
-Triton kernels run through the Triton interpreter (tests/systems/conftest.py sets TRITON_INTERPRET=1).
+independent of the code under test) and with torch's own ``F.rms_norm``. The autograd Functions run on
+``kernel_device`` (tests/systems/conftest.py): natively on a CUDA GPU when there is one, otherwise on
+the CPU, where the Triton kernels go through the Triton interpreter (the root conftest sets
+TRITON_INTERPRET=1). Inputs are made on the CPU and moved; results are compared on the CPU.
 
 Tolerances: fp32 inputs must match the fp64 reference to 1e-5 (a few fp32 ulps of values of size ~1);
 bf16 inputs are compared with the fp64 reference *on the same bf16 values*, and may differ by
@@ -80,18 +82,19 @@ def test_backward_x_pytorch(adapters, shape, dtype):
     assert_close(adapters.rmsnorm_backward_x_pytorch(dy, x, g), grad_x, dtype)
 
 
-def run_function(function, x, g, dy):
-    x = x.clone().requires_grad_()
-    g = g.clone().requires_grad_()
+def run_function(function, x, g, dy, device="cpu"):
+    """y, dL/dx, dL/dg of ``function.apply`` run on ``device``, returned on the CPU."""
+    x = x.to(device, copy=True).requires_grad_()
+    g = g.to(device, copy=True).requires_grad_()
     y = function.apply(x, g)
-    y.backward(dy)
-    return y, x.grad, g.grad
+    y.backward(dy.to(device))
+    return y.detach().cpu(), x.grad.cpu(), g.grad.cpu()
 
 
-def check_function(function, shape, dtype):
+def check_function(function, shape, dtype, device):
     x, g, dy = make_inputs(shape, dtype)
     y_ref, grad_x_ref, grad_g_ref = reference_grads(x, g, dy)
-    y, grad_x, grad_g = run_function(function, x, g, dy)
+    y, grad_x, grad_g = run_function(function, x, g, dy, device)
     assert y.dtype == dtype and grad_x.dtype == dtype and grad_g.dtype == dtype
     assert_close(y, y_ref, dtype)
     assert_close(grad_x, grad_x_ref, dtype)
@@ -106,26 +109,27 @@ def check_function(function, shape, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_autograd_function_pytorch(adapters, shape, dtype):
-    check_function(adapters.get_rmsnorm_autograd_function_pytorch(), shape, dtype)
+def test_autograd_function_pytorch(adapters, kernel_device, shape, dtype):
+    check_function(adapters.get_rmsnorm_autograd_function_pytorch(), shape, dtype, kernel_device)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_autograd_function_triton(adapters, shape, dtype):
-    check_function(adapters.get_rmsnorm_autograd_function_triton(), shape, dtype)
+def test_autograd_function_triton(adapters, kernel_device, shape, dtype):
+    check_function(adapters.get_rmsnorm_autograd_function_triton(), shape, dtype, kernel_device)
 
 
 @pytest.mark.parametrize("get_function", ["pytorch", "triton"])
-def test_non_contiguous_input_and_many_rows(adapters, get_function):
-    # A transposed (non-contiguous) input with more rows than the backward kernel has programs.
+def test_non_contiguous_input_and_many_rows(adapters, kernel_device, get_function):
+    # A transposed (non-contiguous) input, hidden size not a power of two, many rows.
     function = getattr(adapters, f"get_rmsnorm_autograd_function_{get_function}")()
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(33, 4, 9, generator=gen).transpose(0, 2)  # (9, 4, 33), hidden 33 not a power of 2
+    x = torch.randn(33, 4, 9, generator=gen)
     g = torch.randn(33, generator=gen)
     dy = torch.randn(9, 4, 33, generator=gen)
-    y_ref, grad_x_ref, grad_g_ref = reference_grads(x, g, dy)
-    y, grad_x, grad_g = run_function(function, x, g, dy)
+    y_ref, grad_x_ref, grad_g_ref = reference_grads(x.transpose(0, 2), g, dy)
+    x_dev = x.to(kernel_device).transpose(0, 2)  # (9, 4, 33), transposed on the device: non-contiguous
+    y, grad_x, grad_g = run_function(function, x_dev, g, dy, kernel_device)
     assert_close(y, y_ref, torch.float32)
     assert_close(grad_x, grad_x_ref, torch.float32)
     torch.testing.assert_close(grad_g.double(), grad_g_ref, rtol=1e-5, atol=1e-4)
@@ -151,9 +155,10 @@ def test_mismatched_gain_raises():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_triton_on_cuda_large(adapters, dtype):
     # Native (compiled) kernels at a course-sized hidden dimension.
-    x, g, dy = (t.cuda() for t in make_inputs((4096, 4096), dtype))
+    x, g, dy = make_inputs((4096, 4096), dtype)
     y_ref, grad_x_ref, grad_g_ref = reference_grads(x, g, dy)
-    y, grad_x, grad_g = run_function(adapters.get_rmsnorm_autograd_function_triton(), x, g, dy)
+    function = adapters.get_rmsnorm_autograd_function_triton()
+    y, grad_x, grad_g = run_function(function, x, g, dy, torch.device("cuda"))
     assert_close(y, y_ref, dtype)
     assert_close(grad_x, grad_x_ref, dtype)
     scale = max(1.0, grad_g_ref.abs().max().item())
