@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.grading import child_env
+
 pytestmark = [pytest.mark.extension, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,8 +46,7 @@ def compile_report(adapters, part: str) -> list[dict]:
     reason = toolchain_missing()
     if reason:
         pytest.skip(reason)
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env = {k: v for k, v in child_env().items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # triton 3.9's default, set to silence its warning
     child = subprocess.run(
         [sys.executable, "-m", "tests.systems.triton_aot_child", adapters.__name__, part],

@@ -1,6 +1,6 @@
 """Child process of tests/systems/test_triton_resources.py: ahead-of-time compiles for sm_90.
 
-Run as ``python -m tests.systems.triton_aot_child ADAPTERS_MODULE PART`` in an environment without
+Run as ``python -m tests.systems.triton_aot_child ADAPTERS PART`` in an environment without
 TRITON_INTERPRET (compiling for a GPU needs triton's real, non-interpreted functions); prints one JSON
 list. PART is one of the adapter's report parts, or ``canary``: two small kernels of this file, one
 that fits in registers and one that must spill, to show the measurement can tell them apart.
@@ -8,13 +8,14 @@ that fits in registers and one that must spill, to show the measurement can tell
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 
 import torch
 import triton
 import triton.language as tl
+
+from tests.grading import import_adapters
 
 
 @triton.jit
@@ -42,7 +43,7 @@ def canary(adapters) -> list[dict]:
 
 def main() -> None:
     adapters_name, part = sys.argv[1], sys.argv[2]
-    adapters = importlib.import_module(adapters_name)
+    adapters = import_adapters(adapters_name)
     rows = canary(adapters) if part == "canary" else adapters.triton_resource_report(part)
     print(json.dumps(rows))
 
