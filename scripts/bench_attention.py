@@ -1,7 +1,9 @@
 """Benchmark attention: our FlashAttention-2 (PyTorch tiled, Triton) against F.scaled_dot_product_attention.
 
-For every (sequence length, head dim) it times forward, backward and forward+backward (best of
-``--iters`` after warm-up, with device synchronisation), and prints milliseconds, achieved TFLOP/s,
+For every (sequence length, head dim) it times forward, backward and forward+backward (on a GPU:
+``triton.testing.do_bench`` medians, and CUDA events around the backward alone; on the CPU the best of
+``--iters`` calls; ``systems.benchmarking``), and prints milliseconds, achieved TFLOP/s, the fraction
+of the GPU's dense bf16/fp32 peak,
 the ratio to SDPA (ours / theirs: below 1 is faster) and the largest difference of the output from
 SDPA in fp32. FLOPs are counted as in the FlashAttention papers: forward 4 * batch * heads * seq^2 * d
 (two matmuls), halved when causal; backward 2.5x forward.
@@ -20,7 +22,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 
 from basics.cli import add_config_arguments, config_from_arguments, run_main
 from basics.device import resolve_device
-from systems.benchmarking import device_description, synchronize, time_ms
+from systems.benchmarking import device_description, peak_tflops, time_ms, time_ms_after_setup
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class BenchAttentionConfig:
     heads: int = 4  # attention heads (flattened into the batch axis by our kernels)
     causal: bool = True  # causal masking
     warmup: int = 2  # untimed calls
-    iters: int = 5  # timed calls; the fastest is reported
+    iters: int = 5  # timed calls (CPU: the fastest is reported; GPU: do_bench's median over ~100 ms)
     max_seq_pytorch: int = 2048  # skip the Python-loop tiled version above this length
 
 
@@ -81,19 +82,36 @@ def time_passes(fn: Callable, q, k, v, causal: bool, device, config) -> dict[str
         out.backward(grad)
         qg.grad = kg.grad = vg.grad = None
 
-    def backward_only() -> float:  # forward untimed, then time the backward alone
-        out = fn(qg, kg, vg, causal)
-        synchronize(device)
-        start = time.perf_counter()
+    def backward(out) -> None:  # timed alone: the forward that makes `out` is untimed set-up
         out.backward(grad)
-        synchronize(device)
         qg.grad = kg.grad = vg.grad = None
-        return (time.perf_counter() - start) * 1e3
 
     fwd = time_ms(forward, device, config.warmup, config.iters)
     both = time_ms(forward_backward, device, config.warmup, config.iters)
-    bwd = min(backward_only() for _ in range(config.iters))
+    bwd = time_ms_after_setup(backward, lambda: fn(qg, kg, vg, causal), device, config.warmup, config.iters)
     return {"forward": fwd, "backward": bwd, "forward+backward": both}
+
+
+def measure(config: BenchAttentionConfig, device, dtype, d: int, seq: int) -> tuple[dict, dict]:
+    """({impl: {pass: ms} or why skipped}, {impl: max |O - SDPA(fp32)|}) for one shape."""
+    shape = (config.batch, config.heads, seq, d)
+    q, k, v = (torch.randn(shape, device=device, dtype=dtype) for _ in range(3))
+    timings: dict[str, dict[str, float] | str] = {}
+    errors: dict[str, float] = {}  # what is timed is also checked
+    with torch.no_grad():
+        expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=config.causal)
+    for name, fn in implementations(config, device, seq).items():
+        if isinstance(fn, str):
+            timings[name] = fn
+            continue
+        try:
+            with torch.no_grad():
+                errors[name] = (fn(q, k, v, config.causal).float() - expected).abs().max().item()
+            timings[name] = time_passes(fn, q, k, v, config.causal, device, config)
+        except torch.OutOfMemoryError:
+            timings[name] = "out of memory"
+            torch.cuda.empty_cache()
+    return timings, errors
 
 
 def run(config: BenchAttentionConfig) -> list[dict]:
@@ -103,31 +121,14 @@ def run(config: BenchAttentionConfig) -> list[dict]:
     seqs = config.seq or ((128, 256, 512, 1024, 2048, 4096, 8192, 16384) if on_gpu else (128, 256, 512))
     d_heads = config.d_head or ((16, 32, 64, 128) if on_gpu else (16, 64))
     dtypes = config.dtypes or (("bfloat16", "float32") if on_gpu else ("float32",))
+    pass_work = {"forward": 1.0, "backward": 2.5, "forward+backward": 3.5}  # in forward FLOPs
     results = []
     for dtype_name in dtypes:
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_name]
+        peak = peak_tflops(device, dtype)
         for d in d_heads:
             for seq in seqs:
-                shape = (config.batch, config.heads, seq, d)
-                q, k, v = (torch.randn(shape, device=device, dtype=dtype) for _ in range(3))
-                timings: dict[str, dict[str, float] | str] = {}
-                errors: dict[str, float] = {}  # max |O - SDPA(fp32)|: what is timed is also checked
-                with torch.no_grad():
-                    expected = F.scaled_dot_product_attention(
-                        q.float(), k.float(), v.float(), is_causal=config.causal
-                    )
-                for name, fn in implementations(config, device, seq).items():
-                    if isinstance(fn, str):
-                        timings[name] = fn
-                        continue
-                    try:
-                        with torch.no_grad():
-                            errors[name] = (fn(q, k, v, config.causal).float() - expected).abs().max().item()
-                        timings[name] = time_passes(fn, q, k, v, config.causal, device, config)
-                    except torch.OutOfMemoryError:
-                        timings[name] = "out of memory"
-                        if on_gpu:
-                            torch.cuda.empty_cache()
+                timings, errors = measure(config, device, dtype, d, seq)
                 peer = timings["F.sdpa"]
                 flops = forward_flops(config.batch * config.heads, seq, d, config.causal)
                 for name, passes in timings.items():
@@ -136,16 +137,11 @@ def run(config: BenchAttentionConfig) -> list[dict]:
                         results.append({**base, "pass_": "all", "ms": passes})
                         continue
                     for pass_name, ms in passes.items():
-                        pass_flops = (
-                            flops * {"forward": 1.0, "backward": 2.5, "forward+backward": 3.5}[pass_name]
-                        )
-                        ratio = (
-                            ms / peer[pass_name] if isinstance(peer, dict) and peer[pass_name] > 0 else None
-                        )
-                        tflops = pass_flops / (ms / 1e3) / 1e12 if ms > 0 else None
+                        tflops = flops * pass_work[pass_name] / (ms / 1e3) / 1e12 if ms > 0 else None
+                        ratio = ms / peer[pass_name] if isinstance(peer, dict) and peer[pass_name] > 0 else None
                         results.append(
                             {**base, "pass_": pass_name, "ms": ms, "tflops": tflops, "ratio": ratio}
-                            | {"err": errors[name]}
+                            | {"err": errors[name], "peak": tflops / peak if tflops and peak else None}
                         )
     return results
 
@@ -162,9 +158,12 @@ def main() -> None:
     print(
         f"Attention benchmark -- {device_description(resolve_device(config.device))}, torch {torch.__version__}, "
         f"triton {triton.__version__}, batch {config.batch}, heads {config.heads}, causal {config.causal}, "
-        f"best of {config.iters}"
+        + ("do_bench medians" if resolve_device(config.device).type == "cuda" else f"best of {config.iters}")
     )
-    header = f"{'dtype':<9} {'d':>4} {'seq':>6}  {'implementation':<20} {'pass':<17} {'ms':>10} {'TFLOP/s':>8} {'/ sdpa':>7} {'max err':>8}"
+    header = (
+        f"{'dtype':<9} {'d':>4} {'seq':>6}  {'implementation':<20} {'pass':<17} {'ms':>10} {'TFLOP/s':>8} "
+        f"{'% peak':>7} {'/ sdpa':>7} {'max err':>8}"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
@@ -174,7 +173,8 @@ def main() -> None:
             continue
         tflops = f"{r['tflops']:.3g}" if r["tflops"] is not None else "-"
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
-        print(lead + f"{r['pass_']:<17} {r['ms']:>10.3f} {tflops:>8} {ratio:>7} {r['err']:>8.1e}")
+        peak = f"{100 * r['peak']:.0f}%" if r["peak"] else "-"
+        print(lead + f"{r['pass_']:<17} {r['ms']:>10.3f} {tflops:>8} {peak:>7} {ratio:>7} {r['err']:>8.1e}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Benchmark the Transformer: forward and forward+backward time at the course's model sizes.
 
 For each model size, precision (fp32, or bf16 under ``torch.autocast``) and implementation it runs
-``--warmup`` untimed steps, then ``--steps`` timed ones with device synchronisation, and prints the
+``--warmup`` untimed steps, then ``--steps`` timed ones (CUDA events around each step on a GPU, wall
+time on the CPU; ``systems.benchmarking.step_times_ms``), and prints the
 mean and standard deviation in ms, tokens per second, peak GPU memory, and the ratio to torch's fused
 kernels (``fast``: F.rms_norm + F.scaled_dot_product_attention; ours / theirs, below 1 is faster).
 Implementations: ``reference`` (the handout's plain PyTorch), ``fast`` (torch fused kernels) and
@@ -28,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from basics.cli import add_config_arguments, config_from_arguments, run_main
 from basics.device import resolve_device
 from basics.model import ModelConfig, TransformerLM
-from systems.benchmarking import device_description, synchronize
+from systems.benchmarking import device_description, step_times_ms, synchronize
 
 MODEL_SIZES = {  # name: (d_model, d_ff, num_layers, num_heads), from the course handout
     "small": (768, 3072, 12, 12),
@@ -73,20 +73,6 @@ def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def time_steps(step, device: torch.device, warmup: int, steps: int) -> list[float]:
-    """Wall time of each timed ``step()`` in ms, after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return times
 
 
 def benchmark_one(
@@ -125,8 +111,8 @@ def benchmark_one(
         if config.memory_snapshot:
             torch.cuda.memory._record_memory_history(max_entries=1_000_000)
     result = {
-        "forward": time_steps(forward, device, config.warmup, config.steps),
-        "forward+backward": time_steps(forward_backward, device, config.warmup, config.steps),
+        "forward": step_times_ms(forward, device, config.warmup, config.steps),
+        "forward+backward": step_times_ms(forward_backward, device, config.warmup, config.steps),
     }
     if device.type == "cuda":
         result["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
