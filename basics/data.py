@@ -23,11 +23,14 @@ between two adjacent separators, yield nothing).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import multiprocessing
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,7 @@ from basics.device import check_device
 from basics.pretokenization import ENDOFTEXT, find_chunk_boundaries
 from basics.tokenizer import eos_token_id
 
-__all__ = ["get_batch", "tokenize_to_array", "load_tokens"]
+__all__ = ["get_batch", "tokenize_to_array", "load_tokens", "split_token_shards"]
 
 DEFAULT_CHUNK_BYTES = 1 << 20  # 1 MiB of text per task: big enough to amortise IPC, small in memory
 _COPY_BLOCK = 1 << 24  # tokens per block when moving ids from the temporary file into the .npy
@@ -275,3 +278,135 @@ def load_tokens(path: str | os.PathLike) -> np.memmap:
             f"load_tokens: {path} must hold a 1-D integer array, got {getattr(array, 'shape', '?')}"
         )
     return array
+
+
+# ---------------------------------------------------------------------------------------------
+# Token shards written by the data pipeline (unit 4)
+# ---------------------------------------------------------------------------------------------
+# ``data.pipeline`` writes ``tokens/<shard>.bin`` (little-endian ids, each document followed by the
+# end-of-text id) with a sidecar ``<shard>.bin.json`` naming the dtype, the token count, the
+# vocabulary size, the end-of-text id and the tokenizer's fingerprint. ``data`` does not import
+# ``basics`` (nor the reverse), so the format is the contract: this section reads it.
+
+TOKEN_SHARD_FORMAT = "token-shard/1"
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A short digest of a tokenizer's vocabulary (id -> bytes), merges and special tokens: two
+    tokenizers with the same fingerprint turn text into the same ids."""
+    digest = hashlib.sha256()
+    for token_id in sorted(tokenizer.vocab):
+        token = tokenizer.vocab[token_id]
+        digest.update(b"%d:%d:" % (token_id, len(token)) + token)
+    for left, right in getattr(tokenizer, "merges", []):
+        digest.update(b"m%d:%d:" % (len(left), len(right)) + left + right)
+    for special in getattr(tokenizer, "special_tokens", []) or []:
+        digest.update(b"s" + special.encode("utf-8") + b"\0")
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TokenShards:
+    """A folder of token shards, split into one training and one validation array."""
+
+    train: Path  # .npy of every shard's first (1 - validation_fraction) documents
+    val: Path  # .npy of the rest: each shard's last documents
+    vocab_size: int  # of the tokenizer that wrote the shards
+    eot_id: int
+    tokenizer: str  # its fingerprint
+    tokenizer_files: tuple[str, ...]  # where it lived when the shards were written (may be empty)
+
+
+def read_shard_sidecars(folder: str | os.PathLike) -> list[tuple[Path, dict]]:
+    """``(shard, sidecar)`` of every ``*.bin`` in ``folder``, checked against each other and their size."""
+    folder = Path(folder)
+    shards = sorted(folder.glob("*.bin"))
+    if not shards:
+        raise FileNotFoundError(f"no token shards (*.bin) in {folder}")
+    result = []
+    for shard in shards:
+        sidecar = Path(f"{shard}.json")
+        if not sidecar.is_file():
+            raise FileNotFoundError(
+                f"{shard}: sidecar {sidecar.name} missing (not written by the data pipeline?)"
+            )
+        try:
+            info = json.loads(sidecar.read_text())
+        except ValueError as error:
+            raise ValueError(f"{sidecar}: not JSON ({error})") from None
+        if not isinstance(info, dict) or info.get("format") != TOKEN_SHARD_FORMAT:
+            raise ValueError(f"{sidecar}: not a {TOKEN_SHARD_FORMAT} sidecar")
+        itemsize = np.dtype(info["dtype"]).itemsize
+        if shard.stat().st_size != int(info["tokens"]) * itemsize:
+            raise ValueError(f"{shard}: {shard.stat().st_size} bytes, sidecar says {info['tokens']} tokens")
+        first = result[0][1] if result else info
+        for key in ("tokenizer", "vocab_size", "eot_id"):
+            if info[key] != first[key]:
+                raise ValueError(
+                    f"{shard}: {key} {info[key]!r} differs from {result[0][0].name}'s {first[key]!r}"
+                )
+        result.append((shard, info))
+    return result
+
+
+def split_token_shards(
+    folder: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    validation_fraction: float = 0.05,
+    tokenizer: Any | None = None,
+) -> TokenShards:
+    """Turn the pipeline's shards into ``train.npy`` and ``val.npy`` under ``out_dir``: from each
+    shard the last ``validation_fraction`` of its tokens, cut at a document boundary, is held
+    out. With ``tokenizer``, its fingerprint must match the one that wrote the shards. The arrays
+    are cached under a key of the shards' contents and the fraction (a changed shard is redone)."""
+    if not isinstance(validation_fraction, int | float) or not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}")
+    shards = read_shard_sidecars(folder)
+    info = shards[0][1]
+    if tokenizer is not None and tokenizer_fingerprint(tokenizer) != info["tokenizer"]:
+        raise ValueError(
+            f"{folder} was tokenized by tokenizer {info['tokenizer']}, not by the model's "
+            f"({tokenizer_fingerprint(tokenizer)}); pass the tokenizer that wrote it"
+        )
+    key = hashlib.sha256(
+        json.dumps([[s.name, i["source"]] for s, i in shards] + [validation_fraction]).encode()
+    ).hexdigest()[:16]
+    target = Path(out_dir) / key
+    train_path, val_path = target / "train.npy", target / "val.npy"
+    if not (train_path.is_file() and val_path.is_file()):
+        target.mkdir(parents=True, exist_ok=True)
+        _write_split(shards, train_path, val_path, validation_fraction)
+    files = tuple(info.get("tokenizer_files") or ())
+    return TokenShards(
+        train_path, val_path, int(info["vocab_size"]), int(info["eot_id"]), info["tokenizer"], files
+    )
+
+
+def _write_split(shards: list[tuple[Path, dict]], train_path: Path, val_path: Path, fraction: float) -> None:
+    """Each shard's ids up to its cut (the end of the document holding token (1 - fraction) * n)
+    go to train, the rest to validation; both written atomically, block by block."""
+    arrays, cuts = [], []
+    for shard, info in shards:
+        dtype = np.dtype(info["dtype"]).newbyteorder("<")
+        ids = np.memmap(shard, dtype=dtype, mode="r") if info["tokens"] else np.zeros(0, dtype)
+        ends = np.flatnonzero(ids == info["eot_id"]) + 1  # (documents,) one past each document
+        at = int(np.searchsorted(ends, int(len(ids) * (1 - fraction)))) if ends.size else 0
+        arrays.append(ids)
+        cuts.append(int(ends[min(at, ends.size - 1)]) if ends.size else len(ids))
+    dtype = token_dtype(int(shards[0][1]["vocab_size"]))
+    for path, parts in (
+        (train_path, [a[:c] for a, c in zip(arrays, cuts)]),
+        (val_path, [a[c:] for a, c in zip(arrays, cuts)]),
+    ):
+        total = sum(len(p) for p in parts)
+        temporary = path.with_name(f".{path.name}.tmp.npy")
+        out = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=(total,))
+        position = 0
+        for part in parts:
+            for i in range(0, len(part), _COPY_BLOCK):
+                block = part[i : i + _COPY_BLOCK]
+                out[position : position + len(block)] = block
+                position += len(block)
+        out.flush()
+        del out
+        os.replace(temporary, path)

@@ -111,7 +111,7 @@ def classify_quality(text: str, model: QualityModel | str | Path | None = None) 
     if not isinstance(text, str):
         raise ValueError(f"classify_quality expects str, got {type(text).__name__}")
     if model is None or isinstance(model, str | Path):
-        model = _load_cached(str(model or DEFAULT_MODEL_PATH))
+        model = load_cached_quality_model(str(model or DEFAULT_MODEL_PATH))
     p = float(quality_probabilities([text], model)[0])
     return (POSITIVE, p) if p >= 0.5 else (NEGATIVE, 1.0 - p)
 
@@ -190,7 +190,8 @@ def load_quality_model(path: str | Path) -> QualityModel:
 
 
 @lru_cache(maxsize=4)
-def _load_cached(path: str) -> QualityModel:
+def load_cached_quality_model(path: str | Path) -> QualityModel:
+    """``load_quality_model``, once per path per process."""
     return load_quality_model(path)
 
 

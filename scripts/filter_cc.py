@@ -7,11 +7,13 @@ documents each filter dropped and why::
     python scripts/filter_cc.py CC_DIR OUT_DIR                           # local processes
     python scripts/filter_cc.py CC_DIR OUT_DIR --executor ray            # the same shard tasks on Ray
     python scripts/filter_cc.py CC_DIR OUT_DIR --languages en de --no-harmful --quality
-    python scripts/filter_cc.py CC_DIR OUT_DIR --tokenizer-vocab tok/vocab.json --tokenizer-merges tok/merges.txt
+    python scripts/filter_cc.py CC_DIR OUT_DIR --tokenizer-dir runs/tok    # + tokens/ (vocab.json, merges.txt)
+    python scripts/train.py --data OUT_DIR/tokens --tokenizer-dir runs/tok  # train on the result
 
-OUT_DIR gets filtered/ (per-shard kept documents and counts; a re-run skips finished shards),
-text/ (final documents, JSON lines), tokens/ (uint16 arrays, with a tokenizer) and report.json.
-Exits with status 1 if any shard failed. Run with --help for every flag.
+OUT_DIR gets filtered/ (per-shard kept documents and counts; a re-run skips finished shards and
+redoes those whose input file changed), text/ (final documents, JSON lines), tokens/ (token shards
+with sidecars, with a tokenizer) and report.json. Exits with status 1 if any shard failed. Run with
+--help for every flag.
 """
 
 from __future__ import annotations
@@ -22,7 +24,23 @@ import json
 from pathlib import Path
 
 from basics.cli import add_config_arguments, config_from_arguments, run_main
-from data.pipeline import PipelineConfig, PipelineReport, find_input_files, run_pipeline
+from data.pipeline import PipelineConfig, PipelineReport, Tokenization, find_input_files, run_pipeline
+
+
+def load_tokenization(directory: Path) -> Tokenization:
+    """The pipeline's view of the unit-1 tokenizer in ``directory`` (vocab.json, merges.txt)."""
+    from basics.data import ENDOFTEXT, tokenizer_fingerprint
+    from basics.tokenizer import Tokenizer
+
+    vocab, merges = directory / "vocab.json", directory / "merges.txt"
+    for path in (vocab, merges):
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer file not found: {path}")
+    tokenizer = Tokenizer.from_files(vocab, merges, special_tokens=[ENDOFTEXT])
+    files = (str(vocab.resolve()), str(merges.resolve()))
+    return Tokenization.of(
+        tokenizer, tokenizer.special_ids[ENDOFTEXT], tokenizer_fingerprint(tokenizer), files
+    )
 
 
 def format_report(report: PipelineReport) -> str:
@@ -43,18 +61,31 @@ def format_report(report: PipelineReport) -> str:
         rows.append(f"{name}: " + ", ".join(f"{k} {v:,}" for k, v in values.items()))
     rows.append(f"bytes in {report.bytes_in:,}  out {report.bytes_out:,}  tokens {report.tokens:,}")
     rows.append(
-        f"shards {report.shards} (resumed {report.shards_resumed}, failed {len(report.failed)})  "
-        f"wall {report.seconds:.1f} s  stage-1 {report.docs_per_second_per_core:,.0f} docs/s per core"
+        f"shards {report.shards} (resumed {report.shards_resumed}, rebuilt {len(report.rebuilt)}, "
+        f"failed {len(report.failed)})  wall {report.seconds:.1f} s  "
+        f"stage-1 {report.docs_per_second_per_core:,.0f} docs/s per core"
     )
-    if report.filter_seconds:
-        rows.append(
-            "stage-1 CPU seconds per filter: "
-            + ", ".join(f"{name} {seconds:.2f}" for name, seconds in report.filter_seconds.items())
-            + f"; stage-2 dedup {report.dedup_seconds:.2f} s"
-        )
+    if report.rebuilt:
+        rows.append("rebuilt (input file changed since the last run): " + ", ".join(report.rebuilt))
+    rows += format_throughput(report)
     for shard, error in report.failed.items():
         rows.append(f"FAILED {shard}: {error}")
     return "\n".join(rows)
+
+
+def format_throughput(report: PipelineReport) -> list[str]:
+    """Documents per CPU second of each stage-1 filter (one core), and the stage-2/3 wall times."""
+    if not report.filter_seconds:
+        return []
+    rows = [f"{'stage':<14} {'documents':>10} {'CPU s':>8} {'docs/s per core':>16}"]
+    for name, seconds in report.filter_seconds.items():
+        docs = report.filter_documents.get(name, 0)
+        rate = f"{docs / seconds:,.0f}" if seconds > 0 else "-"
+        rows.append(f"{name:<14} {docs:>10,} {seconds:>8.2f} {rate:>16}")
+    rows.append(
+        f"dedup (driver) wall {report.dedup_seconds:.2f} s; tokenize wall {report.tokenize_seconds:.2f} s"
+    )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,14 +95,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input_dir", type=Path, help="directory of .warc/.wet files (gzip or not)")
     parser.add_argument("out_dir", type=Path, help="output directory (created; re-runs resume)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument(
+        "--tokenizer-dir", type=Path, help="unit-1 tokenizer (vocab.json, merges.txt): also write tokens/"
+    )
     add_config_arguments(parser, PipelineConfig)
     args = parser.parse_args(argv)
     config = config_from_arguments(PipelineConfig, args)
+    tokenization = load_tokenization(args.tokenizer_dir) if args.tokenizer_dir else None
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        raise ValueError(f"output directory is a file: {args.out_dir}")
     report = run_pipeline(
-        find_input_files(args.input_dir), args.out_dir, config, progress=not args.no_progress
+        find_input_files(args.input_dir), args.out_dir, config, tokenization, progress=not args.no_progress
     )
     print(format_report(report))
     summary = dataclasses.asdict(report) | {"balanced": report.balanced, "config": dataclasses.asdict(config)}
+    summary["docs_per_second_per_core"] = report.docs_per_second_per_core
     (args.out_dir / "report.json").write_text(json.dumps(summary, indent=1))
     return 1 if report.failed else 0
 

@@ -73,6 +73,14 @@ def run_classify_toxic_speech(text, **options):
     return classify_toxic_speech(text, **options)
 
 
+def run_harmful_probabilities(texts, backend=None):
+    """P(harmful) of every text in one batched call (``backend`` as for run_classify_nsfw, with
+    "nsfw" as the positive label of a fastText file)."""
+    from data.harmful import harmful_probabilities, resolve_backend
+
+    return harmful_probabilities(list(texts), resolve_backend(backend, "nsfw"))
+
+
 def run_gopher_quality_filter(text):
     from data.gopher import gopher_quality_filter
 
@@ -138,7 +146,7 @@ def run_minhash_deduplication(
 
 def run_normalize_text(text):
     """Lowercase, NFD, accents and punctuation removed, whitespace collapsed to single spaces."""
-    from data.minhash import normalize_text
+    from data.normalize import normalize_text
 
     return normalize_text(text)
 
@@ -146,7 +154,8 @@ def run_normalize_text(text):
 def run_minhash_signatures(texts, num_hashes, ngrams, seed=0):
     """``(len(texts), num_hashes)`` integer array: the MinHash signature of each text's word
     n-grams (after normalisation), computed by the fast (vectorised) path from the raw texts."""
-    from data.minhash import hash_shingles, make_permutations, minhash_signatures
+    from data.minhash import make_permutations, minhash_signatures
+    from data.shingles import hash_shingles
 
     a, b = make_permutations(num_hashes, seed)
     return minhash_signatures(hash_shingles(texts, ngrams), a, b)
@@ -155,13 +164,9 @@ def run_minhash_signatures(texts, num_hashes, ngrams, seed=0):
 def run_minhash_signature_reference(text, num_hashes, ngrams, seed=0):
     """The same signature as ``run_minhash_signatures`` for one text, from the plain references
     (regex normalisation, string shingles, one hash and one permutation at a time)."""
-    from data.minhash import (
-        make_permutations,
-        minhash_signature_reference,
-        normalize_text_reference,
-        shingles,
-        string_hash,
-    )
+    from data.minhash import make_permutations, minhash_signature_reference
+    from data.normalize import normalize_text_reference
+    from data.shingles import shingles, string_hash
 
     a, b = make_permutations(num_hashes, seed)
     hashes = [string_hash(s) for s in shingles(normalize_text_reference(text), ngrams)]
@@ -177,17 +182,38 @@ def run_lsh_candidate_pairs(signatures, num_bands):
 
 def run_pipeline(input_files, output_directory, **config):
     """Run the whole filtering pipeline; ``config`` keys are ``data.pipeline.PipelineConfig``
-    fields (languages, gopher, harmful, tokenizer_vocab, executor, num_workers, ...). Returns a
-    dict with documents_in, documents_out, dropped ({filter: {reason: count}}), metrics, failed
-    ({shard: error}), shards_resumed, tokens and balanced (in == out + dropped)."""
+    fields (languages, gopher, harmful, executor, num_workers, ...) plus ``tokenizer_vocab`` and
+    ``tokenizer_merges`` (GPT-2 style files: stage 3 writes token shards). Returns a dict with
+    documents_in, documents_out, dropped ({filter: {reason: count}}), metrics, failed
+    ({shard: error}), shards_resumed, rebuilt (shards redone because their input changed), tokens
+    and balanced (in == out + dropped)."""
     import dataclasses
 
-    from data.pipeline import PipelineConfig, run_pipeline
+    from data.pipeline import PipelineConfig, Tokenization, run_pipeline
 
+    vocab, merges = config.pop("tokenizer_vocab", None), config.pop("tokenizer_merges", None)
+    tokenization = None
+    if (vocab is None) != (merges is None):
+        raise ValueError("give both tokenizer_vocab and tokenizer_merges, or neither")
+    if vocab is not None:
+        from basics.data import ENDOFTEXT, tokenizer_fingerprint
+        from basics.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.from_files(vocab, merges, special_tokens=[ENDOFTEXT])
+        eot = tokenizer.special_ids[ENDOFTEXT]
+        tokenization = Tokenization.of(tokenizer, eot, tokenizer_fingerprint(tokenizer), (vocab, merges))
     if "languages" in config:
         config["languages"] = tuple(config["languages"])
-    report = run_pipeline(input_files, output_directory, PipelineConfig(**config))
+    report = run_pipeline(input_files, output_directory, PipelineConfig(**config), tokenization)
     return dataclasses.asdict(report) | {"balanced": report.balanced}
+
+
+def run_tasks(function, jobs, num_workers=2, executor="local"):
+    """``function(*job)`` for every job on the pipeline's executor: a list of ``(job index, result,
+    error message or None)`` in completion order."""
+    from data.executors import ExecutorConfig, run_tasks
+
+    return list(run_tasks(function, jobs, ExecutorConfig(executor=executor, num_workers=num_workers)))
 
 
 def read_pipeline_texts(output_directory):

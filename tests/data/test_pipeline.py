@@ -21,6 +21,7 @@ from tests.data.warc_factory import (
     write_warc,
     write_wet,
 )
+from tests.grading import child_env
 
 pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
 
@@ -361,3 +362,154 @@ def test_harmful_filter_drops_profanity(adapters, tmp_path):
     report = adapters.run_pipeline([path], tmp_path / "out", harmful=True, num_workers=1)
     assert sum(report["dropped"]["harmful"].values()) == 1
     assert report["documents_out"] == 2 and report["balanced"]
+
+
+# ---- hardening: validation, stale outputs, giant pages, orphan workers ------------------------------
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"min_language_score": float("nan")},
+        {"nsfw_threshold": float("inf")},
+        {"toxic_threshold": 1.5},
+        {"min_quality_score": -0.1},
+        {"minhash_threshold": float("nan")},
+        {"num_workers": 0},
+        {"batch_size": -1},
+        {"max_page_bytes": 0},
+        {"minhash_num_hashes": 100, "minhash_num_bands": 7},
+        {"executor": "threads"},
+    ],
+)
+def test_bad_settings_are_refused(adapters, tmp_path, setting):
+    shards = build_shards(tmp_path / "in")
+    with pytest.raises(ValueError):
+        adapters.run_pipeline(shards["files"], tmp_path / "out", **fast_config(**setting))
+
+
+def test_nan_setting_is_one_line_from_the_script(tmp_path):
+    build_shards(tmp_path / "in")
+    result = subprocess.run(
+        [
+            sys.executable,
+            REPO / "scripts" / "filter_cc.py",
+            tmp_path / "in",
+            tmp_path / "out",
+            "--min-language-score",
+            "nan",
+        ],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "min_language_score" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_replaced_input_is_rebuilt_not_resumed(adapters, tmp_path):
+    shards = build_shards(tmp_path / "in")
+    first = adapters.run_pipeline(shards["files"], tmp_path / "out", **fast_config())
+    # Same name, different content: 23 new pages instead of a.warc.gz's 11 records.
+    write_warc(shards["files"][0], sample_pages(23, seed=21))
+    second = adapters.run_pipeline(shards["files"], tmp_path / "out", **fast_config())
+    assert second["rebuilt"] == ["a.warc.gz"] and second["shards_resumed"] == 2
+    fresh = adapters.run_pipeline(shards["files"], tmp_path / "fresh", **fast_config())
+    assert second["documents_in"] == fresh["documents_in"] != first["documents_in"]
+    assert adapters.read_pipeline_texts(tmp_path / "out") == adapters.read_pipeline_texts(tmp_path / "fresh")
+
+
+GIANT_PAGE = """
+import resource, sys
+from pathlib import Path
+from tests.grading import import_adapters
+from tests.data.warc_factory import Page, sample_pages, write_warc
+
+adapters = import_adapters(sys.argv[1])
+folder = Path(sys.argv[2])
+paragraph = "<p>" + "The quick brown fox jumps over the lazy dog near the river bank. " * 20 + "</p>"
+body = ("<html><body>" + paragraph * (25_000_000 // len(paragraph)) + "</body></html>").encode()
+write_warc(folder / "giant.warc", sample_pages(3) + [Page("http://giant.example/", body)])
+del body
+report = adapters.run_pipeline([folder / "giant.warc"], folder / "out", harmful=False, gopher=False, num_workers=1)
+print(report["documents_in"], report["metrics"]["read"]["truncated pages"], report["balanced"])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)  # peak resident MiB (Linux: KiB)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in KiB on Linux only")
+def test_a_giant_page_is_truncated_in_bounded_memory(adapters, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", GIANT_PAGE, adapters.__name__, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts, peak_mib = result.stdout.split("\n")[:2]
+    assert counts == "4 1 True"  # every page in, the giant one counted as truncated
+    assert int(peak_mib) < 600  # the 25 MB page held whole costs ~1.1 GB on its way through
+
+
+def sleep_for(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def test_tasks_report_errors_and_results(adapters):
+    outcomes = adapters.run_tasks(sleep_for, [(0.0,), ("not a number",), (0.01,)], num_workers=2)
+    by_index = {index: (result, error) for index, result, error in outcomes}
+    assert by_index[0] == (0.0, None) and by_index[2] == (0.01, None)
+    assert by_index[1][0] is None and by_index[1][1].startswith("TypeError")
+
+
+ORPHANS = """
+import sys
+from tests.grading import import_adapters
+import tests.data.test_pipeline as t
+
+adapters = import_adapters(sys.argv[1])
+adapters.run_tasks(t.sleep_for, [(120.0,)] * 4, num_workers=2)
+"""
+
+
+@pytest.mark.slow
+def test_workers_die_with_their_parent(adapters):
+    import signal
+    import time
+
+    import psutil
+
+    parent = subprocess.Popen([sys.executable, "-c", ORPHANS, adapters.__name__], env=child_env())
+    workers = []
+    try:
+        deadline = time.time() + 60
+        while len(psutil.Process(parent.pid).children()) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        workers = psutil.Process(parent.pid).children(recursive=True)
+        assert len(workers) >= 2, "the workers never started"
+        parent.send_signal(signal.SIGKILL)  # no clean-up code runs in the parent
+        parent.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, f"orphan workers still running: {[p.pid for p in alive]}"
+    finally:  # a failed grader leaves nothing behind either
+        if parent.poll() is None:
+            parent.kill()
+        for process in workers:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+
+def test_batched_harmful_scores_equal_one_at_a_time(adapters):
+    texts = ["A calm note about the village library.", "you are a fucking idiot", "free nude pics xxx", ""]
+    batched = np.asarray(adapters.run_harmful_probabilities(texts))
+    for text, p in zip(texts, batched, strict=True):
+        label, score = adapters.run_classify_nsfw(text)
+        assert p == pytest.approx(score if label == "nsfw" else 1.0 - score, abs=1e-12)
