@@ -383,16 +383,22 @@ def split_token_shards(
 
 
 def _write_split(shards: list[tuple[Path, dict]], train_path: Path, val_path: Path, fraction: float) -> None:
-    """Each shard's ids up to its cut (the end of the document holding token (1 - fraction) * n)
-    go to train, the rest to validation; both written atomically, block by block."""
-    arrays, cuts = [], []
+    """Each shard's documents that start after token (1 - fraction) * n go to validation, the rest
+    to training (a shard keeps at least one training document; if that leaves no validation at
+    all, the last document of the biggest shard is held out). Written atomically, block by block."""
+    arrays, ends_of, cuts = [], [], []
     for shard, info in shards:
         dtype = np.dtype(info["dtype"]).newbyteorder("<")
         ids = np.memmap(shard, dtype=dtype, mode="r") if info["tokens"] else np.zeros(0, dtype)
         ends = np.flatnonzero(ids == info["eot_id"]) + 1  # (documents,) one past each document
-        at = int(np.searchsorted(ends, int(len(ids) * (1 - fraction)))) if ends.size else 0
+        at = int(np.searchsorted(ends, int(len(ids) * (1 - fraction)), side="right")) - 1
         arrays.append(ids)
-        cuts.append(int(ends[min(at, ends.size - 1)]) if ends.size else len(ids))
+        ends_of.append(ends)
+        cuts.append(int(ends[max(at, 0)]) if ends.size > 1 else len(ids))
+    if all(cut == len(ids) for cut, ids in zip(cuts, arrays)):
+        biggest = max(range(len(arrays)), key=lambda i: (len(ends_of[i]), len(arrays[i])))
+        if len(ends_of[biggest]) > 1:
+            cuts[biggest] = int(ends_of[biggest][-2])
     dtype = token_dtype(int(shards[0][1]["vocab_size"]))
     for path, parts in (
         (train_path, [a[:c] for a, c in zip(arrays, cuts)]),

@@ -8,6 +8,7 @@ unigram baseline, save a loss curve and sample some text::
     python scripts/train.py --max-steps 200 --d-model 64      # any config field is a flag
     python scripts/train.py --data notes.txt                  # local text files
     python scripts/train.py --data train.npy val.npy          # pre-tokenized arrays
+    python scripts/train.py --data OUT_DIR/tokens             # token shards of scripts/filter_cc.py
     python scripts/train.py --preset tinystories              # the course run (downloads TinyStories; GPU)
     python scripts/train.py --resume                          # continue the run in --out-dir
     torchrun --nproc_per_node 2 scripts/train.py --ddp bucketed --train-data a.npy --val-data b.npy
@@ -46,7 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--preset", choices=sorted(PRESETS), default="cpu", help="starting config (default: cpu)"
     )
     parser.add_argument(
-        "--data", nargs="+", metavar="FILE", help="text files, or TRAIN.npy VAL.npy token arrays"
+        "--data",
+        nargs="+",
+        metavar="FILE",
+        help="text files, TRAIN.npy VAL.npy token arrays, or a folder of token shards (filter_cc.py)",
     )
     parser.add_argument(
         "--dataset", choices=["tinystories", "openwebtext"], help="download through `datasets`"
@@ -121,6 +125,35 @@ def load_tokenizer(args: argparse.Namespace):
     return Tokenizer.from_files(directory / "vocab.json", directory / "merges.txt", ["<|endoftext|>"])
 
 
+def use_token_shards(args: argparse.Namespace, config: TrainConfig, tokenizer):
+    """``--data FOLDER`` of the data pipeline's token shards (``*.bin`` + sidecars): each shard's last
+    5% of documents are held out for validation; the model's tokenizer (``--tokenizer-dir``, else
+    the one the sidecars name) must be the one that wrote them."""
+    from basics.corpus import DEFAULT_CACHE_DIR
+    from basics.data import read_shard_sidecars, split_token_shards
+    from basics.tokenizer import Tokenizer
+
+    folder = Path(args.data[0])
+    if tokenizer is None:
+        files = read_shard_sidecars(folder)[0][1].get("tokenizer_files") or []
+        if len(files) != 2:
+            raise ValueError(f"{folder}: give --tokenizer-dir, the tokenizer that wrote these token shards")
+        tokenizer = Tokenizer.from_files(files[0], files[1], ["<|endoftext|>"])
+    cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE_DIR
+    shards = split_token_shards(folder, cache_dir / "token-shards", 0.05, tokenizer)
+    model = config.model
+    if not hasattr(args, "vocab_size"):  # not given: the shards' vocabulary
+        model = dataclasses.replace(model, vocab_size=shards.vocab_size)
+    elif model.vocab_size < shards.vocab_size:
+        raise ValueError(
+            f"--vocab-size {model.vocab_size} is smaller than the shards' vocabulary ({shards.vocab_size})"
+        )
+    say(f"token shards: {folder} (tokenizer {shards.tokenizer}) -> {shards.train}, {shards.val}")
+    return dataclasses.replace(
+        config, model=model, train_data=str(shards.train), val_data=str(shards.val)
+    ), tokenizer
+
+
 def report(metrics: dict) -> None:
     from tqdm.auto import tqdm
 
@@ -161,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config, parallel = build_configs(args)
     tokenizer = load_tokenizer(args)
+    if args.data and len(args.data) == 1 and Path(args.data[0]).is_dir():
+        config, tokenizer = use_token_shards(args, config, tokenizer)
     if not config.train_data:
         config, prepared = prepare(args, config)
         tokenizer = prepared.tokenizer

@@ -243,6 +243,19 @@ def read_pipeline_tokens(output_directory):
     }
 
 
+def split_pipeline_tokens(output_directory, cache_directory, validation_fraction):
+    """``(train ids, validation ids)`` made from a pipeline run's token shards by the training job's
+    loader (``scripts/train.py --data OUT/tokens``)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from basics.data import split_token_shards
+
+    shards = split_token_shards(Path(output_directory) / "tokens", cache_directory, validation_fraction)
+    return np.load(shards.train), np.load(shards.val)
+
+
 def block_pipeline_shard(output_directory, shard):
     """Make the stage-1 output of ``shard`` unwritable (a directory where the file goes), so
     that shard's task fails -- to test failure reporting and resumption."""

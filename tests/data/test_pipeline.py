@@ -295,6 +295,12 @@ def test_tokenized_shards_decode_to_the_kept_texts(adapters, tmp_path):
         assert documents == texts[shard]
         assert 256 in ids or 257 in ids  # the merges were applied
     assert report["tokens"] == total
+    # The training job's split: whole documents, each shard's last ones held out, nothing lost.
+    train, val = adapters.split_pipeline_tokens(tmp_path / "out", tmp_path / "cache", 0.3)
+    assert len(train) + len(val) == total and len(val) > 0
+    assert train[-1] == eot and val[-1] == eot
+    pieces = [ids.tolist() for ids in tokens.values()]
+    assert sorted(train.tolist() + val.tolist()) == sorted(sum(pieces, []))
 
 
 # ---- Ray, the script, harmful content --------------------------------------------------------------
@@ -513,3 +519,38 @@ def test_batched_harmful_scores_equal_one_at_a_time(adapters):
     for text, p in zip(texts, batched, strict=True):
         label, score = adapters.run_classify_nsfw(text)
         assert p == pytest.approx(score if label == "nsfw" else 1.0 - score, abs=1e-12)
+
+
+TINY_TRAIN = [
+    "--d-model", "32", "--num-layers", "1", "--num-heads", "2", "--context-length", "16",
+    "--batch-size", "4", "--max-steps", "3", "--warmup-steps", "1", "--eval-interval", "3",
+    "--eval-batches", "1", "--device", "cpu", "--sample-tokens", "0", "--no-progress",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_train_script_takes_the_token_shards(adapters, tmp_path):
+    shards = build_shards(tmp_path / "in")
+    vocab, merges, _, _ = write_tokenizer(tmp_path / "tok")
+    adapters.run_pipeline(
+        shards["files"],
+        tmp_path / "out",
+        **fast_config(tokenizer_vocab=str(vocab), tokenizer_merges=str(merges)),
+    )
+    script = [sys.executable, str(REPO / "scripts" / "train.py"), "--data", str(tmp_path / "out" / "tokens")]
+    script += ["--cache-dir", str(tmp_path / "cache")] + TINY_TRAIN
+    run = subprocess.run(
+        script + ["--out-dir", str(tmp_path / "run")], capture_output=True, text=True, env=child_env()
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "final validation loss" in run.stdout  # the shards' held-out documents were used
+    # A different tokenizer than the one that wrote the shards is refused, in one line.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "vocab.json").write_text(vocab.read_text())
+    (other / "merges.txt").write_text("#version: 0.2\nt h\n")
+    script += ["--tokenizer-dir", str(other), "--out-dir", str(tmp_path / "run2")]
+    refused = subprocess.run(script, capture_output=True, text=True, env=child_env())
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: ") and "tokenizer" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
