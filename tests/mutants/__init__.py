@@ -1,0 +1,39 @@
+"""The mutation catalogue: realistic student mistakes, one per module, to show that the core graders bite.
+
+Each module under ``tests/mutants/<unit>/`` is an adapters module: it re-exports the reference
+adapters of its unit and replaces ONE function with a version holding one mistake a student could
+plausibly make. Its docstring names the mistake and ``KILLED_BY`` lists the core graders (pytest
+node ids or files) that must lose points on it. ``tests/meta/test_mutants.py`` runs exactly those
+graders against each mutant (``--adapters UNIT=tests.mutants.UNIT.NAME --grade``) and requires a
+score below the maximum, and requires full marks from the reference adapters.
+
+``python -m tests.mutants.matrix [UNIT]`` runs every mutant against the unit's whole core suite and
+prints which graders kill which mutant (slow; the numbers in the closing note come from it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+
+UNITS = ("basics", "systems", "data", "alignment", "scaling")
+
+
+def catalogue() -> list[tuple[str, str]]:
+    """(unit, module name) of every mutant, in a stable order."""
+    found = []
+    for unit in UNITS:
+        folder = Path(__file__).parent / unit
+        if not folder.is_dir():
+            continue
+        for info in sorted(pkgutil.iter_modules([str(folder)]), key=lambda i: i.name):
+            if not info.name.startswith("_"):
+                found.append((unit, f"tests.mutants.{unit}.{info.name}"))
+    return found
+
+
+def describe(module_name: str) -> tuple[str, list[str]]:
+    """(first line of the mutant's docstring, the graders that must kill it)."""
+    module = importlib.import_module(module_name)
+    return (module.__doc__ or "").strip().splitlines()[0], list(module.KILLED_BY)

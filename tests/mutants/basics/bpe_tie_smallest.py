@@ -1,0 +1,15 @@
+"""BPE ties go to the lexicographically smallest pair instead of the greatest."""
+
+from __future__ import annotations
+
+from tests.basics.adapters import *  # noqa: F403  (every other adapter is the reference)
+from tests.mutants.basics._bpe import train
+
+KILLED_BY = [
+    "tests/basics/core/test_tokenizer.py::test_train_bpe_hand_worked_example",
+    "tests/basics/core/test_tokenizer.py::test_train_bpe_tie_break_with_prefixes",
+]
+
+
+def run_train_bpe(input_path, vocab_size, special_tokens, **kwargs):
+    return train(input_path, vocab_size, special_tokens, prefer="smallest")
