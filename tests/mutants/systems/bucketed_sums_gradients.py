@@ -1,0 +1,19 @@
+"""Bucketed DDP all-reduces each bucket with SUM and never divides by the world size."""
+
+from __future__ import annotations
+
+from tests.systems.adapters import *  # noqa: F403  (every other adapter is the reference)
+
+KILLED_BY = [
+    "tests/systems/core/test_parallel.py::test_ddp_bucketed",
+]
+
+
+_after = ddp_bucketed_on_after_backward  # noqa: F405
+
+
+def ddp_bucketed_on_after_backward(ddp_model, optimizer):
+    _after(ddp_model, optimizer)
+    for p in ddp_model.module.parameters():
+        if p.grad is not None:
+            p.grad.mul_(2)  # the mistake
