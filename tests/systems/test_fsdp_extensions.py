@@ -1,6 +1,6 @@
 """Extension graders for this library's FSDP (``systems.fsdp``): the course's own TransformerLM,
 construction from different per-rank inits, prefetching, collectives per step, live memory and
-checkpoints. The course-contract graders are in ``test_fsdp.py``.
+checkpoints. The course-contract graders are in ``core/test_fsdp.py``.
 
 One spawned run of 2 gloo ranks (marked slow) trains a small ``TransformerLM`` built through
 ``make_transformer_lm`` (so the sharded layers are the library's own ``Linear`` and ``Embedding``)
