@@ -135,6 +135,22 @@ def config_from_arguments(
     return config_cls(**given)
 
 
+def positive_int(text: str) -> int:
+    """``type=`` for a flag that counts something (>= 1); argparse turns the error into one line."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """``type=`` for a flag that may be 0 (e.g. "0 = none") but never negative."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose usage errors look like every other error of our scripts:
     one line, ``error: ...``, exit code 2 (instead of the usage block followed by the message)."""

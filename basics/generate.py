@@ -20,6 +20,7 @@ Simplifications: prompts in a batch must have equal length (no left padding); a 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -203,6 +204,17 @@ class SampleConfig:
     use_cache: bool = field(default=True, metadata={"help": "KV cache (same tokens, faster)"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda | cuda:N | mps"})
 
+    def __post_init__(self) -> None:
+        for name, low in (("max_new_tokens", 0), ("num_samples", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"SampleConfig.{name} must be an integer >= {low}; got {value!r}")
+        # isfinite first: NaN passes every comparison-based range check.
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise ValueError(f"SampleConfig.temperature must be a finite number >= 0; got {self.temperature}")
+        if not math.isfinite(self.top_p) or not 0 < self.top_p <= 1:
+            raise ValueError(f"SampleConfig.top_p must be in (0, 1]; got {self.top_p}")
+
 
 def _resolve_checkpoint(run: str | os.PathLike) -> Path:
     from basics.checkpoint import latest_checkpoint
@@ -257,3 +269,14 @@ def find_tokenizer_dir(config: dict[str, Any], run: str | os.PathLike) -> Path |
         if (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
             return directory
     return None
+
+
+def check_tokenizer_fits(tokenizer: Any, vocab_size: int) -> None:
+    """Raise ValueError when ``tokenizer`` can produce an id the model has no embedding row for
+    (a tokenizer from another run): the lookup would fail mid-generation, or silently on a GPU."""
+    largest = max(tokenizer.vocab)
+    if largest >= vocab_size:
+        raise ValueError(
+            f"the tokenizer has ids up to {largest} but the model's vocab_size is {vocab_size}: "
+            "is it the tokenizer of this run? (pass the right --tokenizer-dir)"
+        )

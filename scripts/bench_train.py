@@ -33,7 +33,8 @@ from contextlib import nullcontext
 
 import torch
 
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, positive_int, run_main
+from basics.device import check_device
 from basics.export import hf_llama_config, hf_llama_state_dict
 from basics.model import ModelConfig, TransformerLM
 from basics.nn_utils import cross_entropy
@@ -167,11 +168,9 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="model sizes (default: cpu)")
-    parser.add_argument("--batch-size", type=int, default=8, help="sequences per step (default: 8)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="sequences per step (default: 8)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
     parser.add_argument(
         "--precision",
@@ -183,10 +182,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--optimizer", choices=["ours", "torch"], default="ours", help="AdamW for every model"
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile every model")
-    parser.add_argument("--rounds", type=int, default=6, help="interleaved timing rounds (default: 6)")
-    parser.add_argument("--steps", type=int, default=1, help="timed steps per model per round (default: 1)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per model first (default: 1)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument(
+        "--rounds", type=positive_int, default=6, help="interleaved timing rounds (default: 6)"
+    )
+    parser.add_argument(
+        "--steps", type=positive_int, default=1, help="timed steps per model per round (default: 1)"
+    )
+    parser.add_argument(
+        "--warmup", type=positive_int, default=1, help="untimed steps per model first (default: 1)"
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, default=torch.get_num_threads(), help="torch CPU threads"
+    )
     parser.add_argument(
         "--memory", action=argparse.BooleanOptionalAction, default=True, help="measure peak memory"
     )
@@ -200,10 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     config = dataclasses.replace(
         config, norm_impl="reference", attention_impl="reference", rope_impl="reference"
     )
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print(f"error: --device {args.device} but CUDA is not available", file=sys.stderr)
-        return 2
+    device = check_device(args.device)  # an unusable device is a one-line error (exit 2)
     torch.set_num_threads(args.threads)
     import transformers
 

@@ -19,17 +19,16 @@ from pathlib import Path
 
 import torch
 
-from basics.cli import run_main
+from basics.cli import ArgumentParser, run_main
 from basics.export import export_to_hf_llama
-from basics.generate import find_tokenizer_dir, load_trained_model
+from basics.generate import check_tokenizer_fits, find_tokenizer_dir, load_trained_model
+from basics.tokenizer import Tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run directory (out_dir of scripts/train.py) or a checkpoint file")
     parser.add_argument("--out-dir", required=True, help="directory to write the Hugging Face files into")
     parser.add_argument(
@@ -49,26 +48,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from basics.tokenizer import Tokenizer
-
-    try:
-        model, run_config, checkpoint = load_trained_model(args.run)
-        tokenizer_dir = (
-            Path(args.tokenizer_dir) if args.tokenizer_dir else find_tokenizer_dir(run_config, args.run)
-        )
-        tokenizer = Tokenizer.load(tokenizer_dir) if tokenizer_dir is not None else None
-        out = export_to_hf_llama(model, tokenizer, args.out_dir, dtype=DTYPES[args.dtype])
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.verify:
+        import transformers  # before writing anything: a missing package is an error, not a half-done export
+    model, run_config, checkpoint = load_trained_model(args.run)
+    tokenizer_dir = find_tokenizer_dir(run_config, args.run)
+    if args.tokenizer_dir is not None:  # "none" skips the tokenizer, as documented
+        tokenizer_dir = None if args.tokenizer_dir.lower() == "none" else Path(args.tokenizer_dir)
+    tokenizer = Tokenizer.load(tokenizer_dir) if tokenizer_dir is not None else None
+    if tokenizer is not None:
+        check_tokenizer_fits(tokenizer, model.config.vocab_size)
+    out = export_to_hf_llama(model, tokenizer, args.out_dir, dtype=DTYPES[args.dtype])
     print(f"checkpoint: {checkpoint}\ntokenizer:  {tokenizer_dir or '(none: model files only)'}")
     print(f"wrote {out}:")
     for path in sorted(out.iterdir()):
         print(f"  {path.name:<26} {path.stat().st_size:>12,} bytes")
     if not args.verify:
         return 0
-    import transformers
-
     hf = transformers.LlamaForCausalLM.from_pretrained(out, torch_dtype=torch.float32).eval()
     context = model.config.context_length
     tokens = torch.randint(

@@ -13,20 +13,24 @@ Prints each sample and the decoding speed (tokens/s). Run with --help for every 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from basics.cli import add_config_arguments, config_from_arguments, run_main
-from basics.generate import SampleConfig, find_tokenizer_dir, generate_text, load_trained_model
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.generate import (
+    SampleConfig,
+    check_tokenizer_fits,
+    find_tokenizer_dir,
+    generate_text,
+    load_trained_model,
+)
+from basics.tokenizer import Tokenizer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run directory (out_dir of scripts/train.py) or a checkpoint file")
     parser.add_argument(
         "--tokenizer-dir", help="directory with vocab.json and merges.txt (default: found from the run)"
@@ -38,19 +42,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = config_from_arguments(SampleConfig, args)
-    from basics.tokenizer import Tokenizer
-
-    try:
-        model, run_config, checkpoint = load_trained_model(args.run, config.device)
-        tokenizer_dir = (
-            Path(args.tokenizer_dir) if args.tokenizer_dir else find_tokenizer_dir(run_config, args.run)
-        )
-        if tokenizer_dir is None:
-            raise FileNotFoundError("no tokenizer found beside the run; pass --tokenizer-dir")
-        tokenizer = Tokenizer.load(tokenizer_dir)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    model, run_config, checkpoint = load_trained_model(args.run, config.device)
+    tokenizer_dir = (
+        Path(args.tokenizer_dir) if args.tokenizer_dir else find_tokenizer_dir(run_config, args.run)
+    )
+    if tokenizer_dir is None:
+        raise FileNotFoundError("no tokenizer found beside the run; pass --tokenizer-dir")
+    tokenizer = Tokenizer.load(tokenizer_dir)
+    check_tokenizer_fits(tokenizer, model.config.vocab_size)
     if "<|endoftext|>" not in tokenizer.special_tokens:
         tokenizer = Tokenizer(tokenizer.vocab, tokenizer.merges, ["<|endoftext|>", *tokenizer.special_tokens])
     print(f"checkpoint: {checkpoint}\ntokenizer: {tokenizer_dir}")

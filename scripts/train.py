@@ -27,7 +27,13 @@ import sys
 from pathlib import Path
 
 import systems  # noqa: F401  registers the unit-2 kernels behind --norm-impl triton, --attention-impl flash_*
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    config_from_arguments,
+    non_negative_int,
+    run_main,
+)
 from basics.model import ModelConfig, TransformerLM
 from basics.presets import PRESET_DATASETS, PRESETS
 from basics.train import TrainConfig, TrainingDiverged, TrainResult, plot_loss_curve, train
@@ -64,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--sample-prompt", default="The ", help="prompt for the sample printed at the end")
     parser.add_argument(
-        "--sample-tokens", type=int, default=60, help="tokens to sample at the end (0 = none)"
+        "--sample-tokens", type=non_negative_int, default=60, help="tokens to sample at the end (0 = none)"
     )
     add_config_arguments(parser, ModelConfig)
     add_config_arguments(parser, TrainConfig)
@@ -76,8 +82,6 @@ def build_configs(args: argparse.Namespace) -> tuple[TrainConfig, DataParallelCo
     base = PRESETS[args.preset]
     model = config_from_arguments(ModelConfig, args, base=base.model)
     config = config_from_arguments(TrainConfig, args, base=dataclasses.replace(base, model=model))
-    if args.sample_tokens < 0:
-        raise ValueError(f"--sample-tokens must be >= 0; got {args.sample_tokens}")
     if args.data and all(f.endswith(".npy") for f in args.data):
         if len(args.data) != 2:
             raise ValueError("--data with token arrays takes exactly TRAIN.npy VAL.npy")

@@ -17,7 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
 from basics.tokenizer import Tokenizer, TokenizerTrainConfig, train_bpe
 
 _VALIDATION_SAMPLE_CHARS = 1_000_000
@@ -28,10 +28,8 @@ def _short(token: bytes, limit: int = 32) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--out-dir", type=Path, default=Path("runs/tokenizer"), help="where to write the files"
     )
@@ -42,8 +40,14 @@ def main() -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_config_arguments(parser, TokenizerTrainConfig)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     config = config_from_arguments(TokenizerTrainConfig, args)
+    # Check every path before the (long) training, so a typo costs nothing and leaves nothing behind.
+    for flag, path in (("--input", args.input), ("--validation", args.validation)):
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"{flag}: no such file: {path}")
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        raise NotADirectoryError(f"--out-dir {args.out_dir} is a file, not a directory")
 
     validation = args.validation
     if args.input is not None:
@@ -77,10 +81,13 @@ def main() -> None:
         -5:
     ]
 
+    short_of = ""
+    if len(vocab) < config.vocab_size:  # the corpus ran out of pairs to merge
+        short_of = f"; asked for {config.vocab_size}, but no pair was left to merge"
     rows = [
         ("corpus", f"{train_path} ({train_path.stat().st_size / 1e6:.1f} MB)"),
         ("train time", f"{seconds:.1f} s"),
-        ("vocab size", f"{len(vocab)} ({len(merges)} merges, {len(specials)} special)"),
+        ("vocab size", f"{len(vocab)} ({len(merges)} merges, {len(specials)} special){short_of}"),
         ("compression", f"{len(sample.encode()) / max(1, len(ids)):.2f} bytes/token on {sample_name}"),
         ("longest tokens", ", ".join(_short(t) for t in reversed(longest))),
         ("files", f"{vocab_path}, {merges_path}"),
@@ -88,6 +95,7 @@ def main() -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -377,6 +377,35 @@ def training_diverged_error():
     return TrainingDiverged
 
 
+def run_train_job(config, callback=None, strategy=None):
+    """Like run_train, with ``callback(record)`` for every log record (warnings arrive as records with a
+    "warning" key) and a parallelism ``strategy`` (an instance of training_strategy_class())."""
+    from basics.train import train
+
+    return train(config, callback=callback, strategy=strategy)
+
+
+def training_strategy_class():
+    """The single-process strategy (basics.strategy.Strategy) that graders subclass to inject faults."""
+    from basics.strategy import Strategy
+
+    return Strategy
+
+
+def make_sample_config(**kwargs):
+    """A validated SampleConfig (the flags of scripts/generate.py; raises ValueError on bad values)."""
+    from basics.generate import SampleConfig
+
+    return SampleConfig(**kwargs)
+
+
+def run_resolve_text_corpus(files, cache_dir):
+    """Local text files as a (cached) corpus: an object with .train, .validation and .notes."""
+    from basics.prepare import resolve_corpus
+
+    return resolve_corpus(list(files), None, cache_dir)
+
+
 def load_trained_model(checkpoint, model_config):
     """Rebuild a model from a checkpoint written by run_train."""
     from basics.checkpoint import load_checkpoint

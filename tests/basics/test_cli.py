@@ -77,3 +77,55 @@ def test_run_main_turns_bad_input_into_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: 3)
     assert exit_info.value.code == 3
+
+
+def _raise(error):
+    def main():
+        raise error
+
+    return main
+
+
+@pytest.mark.parametrize(
+    "error, code, line",
+    [
+        (IsADirectoryError(21, "Is a directory", "out"), 2, "error: [Errno 21] Is a directory: 'out'"),
+        (__import__("sqlite3").DatabaseError("file is not a database"), 2, "error: file is not a database"),
+        (ValueError("first line\n  second line"), 2, "error: first line second line"),
+    ],
+)
+def test_run_main_covers_every_user_error_in_one_line(capsys, error, code, line):
+    from basics.cli import run_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(_raise(error))
+    assert exit_info.value.code == code
+    assert capsys.readouterr().err.splitlines() == [line]
+
+
+def test_run_main_uses_an_errors_exit_code_and_keeps_tracebacks_of_bugs(capsys):
+    from basics.cli import run_main
+
+    class JobFailed(RuntimeError):
+        exit_code = 1
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(_raise(JobFailed("loss became NaN at step 7")))
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == "error: loss became NaN at step 7\n"
+    with pytest.raises(KeyError):  # a bug, not bad input: the traceback stays
+        run_main(_raise(KeyError("oops")))
+
+
+def test_argument_parser_errors_are_one_line(capsys):
+    from basics.cli import ArgumentParser, positive_int
+
+    parser = ArgumentParser(prog="tool")
+    parser.add_argument("--steps", type=positive_int)
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--steps", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "error: argument --steps: must be a positive integer, got 0 (see tool --help)"
+    ]
