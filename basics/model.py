@@ -126,7 +126,9 @@ class ModelConfig:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
         # isfinite first: NaN fails no comparison, so `nan <= 0` alone would let it through.
         if not (math.isfinite(self.rope_theta) and math.isfinite(self.norm_eps)):
-            raise ValueError(f"rope_theta and norm_eps must be finite; got {self.rope_theta}, {self.norm_eps}")
+            raise ValueError(
+                f"rope_theta and norm_eps must be finite; got {self.rope_theta}, {self.norm_eps}"
+            )
         if self.rope_theta <= 0 or self.norm_eps <= 0:
             raise ValueError("rope_theta and norm_eps must be positive")
         if (self.norm_impl != "reference" and self.norm == "none") or (

@@ -278,7 +278,7 @@ def test_the_compiled_region_ends_in_the_scalar_loss(adapters, tmp_path, monkeyp
 
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: real_compile(fn, backend=record))
     torch._dynamo.reset()
-    adapters.run_train(config(adapters, tmp_path, max_steps=2, eval_batches=1, compile=True))
+    adapters.run_train(config(adapters, tmp_path, max_steps=2, warmup_steps=1, eval_batches=1, compile=True))
     torch._dynamo.reset()
     assert outputs, "train(compile=True) compiled nothing"
     assert all(shapes == [()] for shapes in outputs), f"compiled graphs returned {outputs}"

@@ -81,7 +81,9 @@ def test_train_script_rejects_bad_flags_in_one_line(tmp_path):
 def _tiny_run(adapters, tmp_path) -> Path:
     from tests.basics.test_train import TINY, settings
 
-    config = adapters.make_train_config(adapters.get_model_config(**TINY), **settings(tmp_path, max_steps=2, warmup_steps=1))
+    config = adapters.make_train_config(
+        adapters.get_model_config(**TINY), **settings(tmp_path, max_steps=2, warmup_steps=1)
+    )
     adapters.run_train(config)
     return Path(config.out_dir)
 
