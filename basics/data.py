@@ -208,20 +208,24 @@ def tokenize_to_array(
                 raw.write(ids.tobytes())
                 total += len(ids)
                 bar.update(nbytes)
-        # The .npy header needs the length, known only now: copy the raw ids behind a header, in
-        # blocks so a corpus larger than RAM never has to fit in it.
-        source = np.memmap(raw_name, dtype=dtype, mode="r", shape=(total,)) if total else np.zeros(0, dtype)
-        array = np.lib.format.open_memmap(npy_name, mode="w+", dtype=dtype, shape=(total,))
-        for i in range(0, total, _COPY_BLOCK):
-            array[i : i + _COPY_BLOCK] = source[i : i + _COPY_BLOCK]
-        array.flush()
-        del array, source  # close both maps before the rename (required on Windows)
+        _raw_to_npy(raw_name, npy_name, dtype, total)
         os.replace(npy_name, out_path)
     finally:
         for name in (raw_name, npy_name):
             if os.path.exists(name):
                 os.remove(name)
     return load_tokens(out_path)
+
+
+def _raw_to_npy(raw_name: str, npy_name: str, dtype: np.dtype, total: int) -> None:
+    """The .npy header needs the length, known only at the end: copy the raw ids behind a header, in
+    blocks so a corpus larger than RAM never has to fit in it."""
+    source = np.memmap(raw_name, dtype=dtype, mode="r", shape=(total,)) if total else np.zeros(0, dtype)
+    array = np.lib.format.open_memmap(npy_name, mode="w+", dtype=dtype, shape=(total,))
+    for i in range(0, total, _COPY_BLOCK):
+        array[i : i + _COPY_BLOCK] = source[i : i + _COPY_BLOCK]
+    array.flush()
+    del array, source  # close both maps before the caller renames (required on Windows)
 
 
 def _pairs(boundaries: list[int]) -> Iterator[tuple[int, int]]:

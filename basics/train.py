@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -55,12 +54,21 @@ from basics.checkpoint import (
 )
 from basics.data import get_batch, load_tokens
 from basics.device import available_memory
+from basics.metrics import MetricsLog, plot_loss_curve
 from basics.model import ModelConfig, TransformerLM
 from basics.nn_utils import cross_entropy
 from basics.optim import lr_cosine_schedule, lr_wsd_schedule
 from basics.strategy import LossFn, MicroBatch, Strategy
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "train_step", "training_loss"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "train",
+    "train_step",
+    "training_loss",
+    "plot_loss_curve",
+]
 
 
 @dataclass(frozen=True)
@@ -382,7 +390,7 @@ class TrainJob:
     last_step: int
     checkpoint: Path | None  # the newest checkpoint written (or resumed from)
     callback: Callable[[dict], None] | None
-    log: _MetricsLog
+    log: MetricsLog
     progress: Any
     stats: RunningStats
     started: float = field(default_factory=time.perf_counter)
@@ -458,7 +466,7 @@ def start_job(config: TrainConfig, strategy: Strategy, callback: Callable[[dict]
     job = TrainJob(
         config, strategy, device, model, optimizer, torch.compile(loss_fn) if config.compile else loss_fn,
         train_data, val_data, data_rng, out_dir, start_step, last_step, checkpoint, callback,
-        _MetricsLog(out_dir / "metrics.jsonl", strategy.is_main, config, start_step),
+        MetricsLog(out_dir / "metrics.jsonl", strategy.is_main, config, start_step),
         tqdm(total=config.max_steps, initial=start_step, disable=not show, desc="train"), RunningStats(device),
     )  # fmt: skip
     for message in skipped:
@@ -549,74 +557,3 @@ def prepare_run_directory(out_dir: Path, config: TrainConfig) -> None:
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     remove_partial_saves(out_dir / "checkpoints")
     (out_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
-
-
-class _MetricsLog:
-    """Append-only JSONL metrics (rank 0), mirrored to wandb when asked.
-
-    A fresh run starts the file empty; a resumed run keeps the records up to its checkpoint's step and
-    drops the rest (steps the killed run logged after its last checkpoint are trained again, and
-    would otherwise appear twice), including a line cut short by the kill.
-    """
-
-    def __init__(self, path: Path, enabled: bool, config: TrainConfig, start_step: int):
-        self.path, self.enabled, self.wandb = path, enabled, None
-        if not enabled:
-            return
-        kept = []
-        if start_step > 0 and path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(record, dict) and record.get("step", math.inf) <= start_step:
-                    kept.append(line + "\n")
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, path)
-        if config.wandb:
-            import wandb
-
-            self.wandb = wandb.init(
-                project=config.wandb_project,
-                mode=config.wandb_mode,
-                config=asdict(config),
-                dir=str(path.parent),
-            )
-
-    def write(self, record: dict) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.wandb is not None:
-            self.wandb.log(record, step=record.get("step"))
-
-    def close(self) -> None:
-        if self.wandb is not None:
-            self.wandb.finish()
-
-
-def plot_loss_curve(metrics_path: str | Path, out_png: str | Path) -> Path:
-    """Training and validation loss against step from a run's metrics.jsonl, saved as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()]
-    train_points = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    val_points = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for points, label in ((train_points, "train"), (val_points, "validation")):
-        if points:
-            ax.plot(*zip(*points), label=label, marker="o" if label == "validation" else None)
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return Path(out_png)

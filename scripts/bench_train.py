@@ -87,11 +87,19 @@ def logits_of(name: str, model: torch.nn.Module, x: torch.Tensor) -> torch.Tenso
     return model(input_ids=x).logits if name == "HF Llama" else model(x)
 
 
-def make_step(name, model, optimizer, x, y, autocast):
+def make_step(name, model, optimizer, x, y, autocast, compile: bool = False):
+    """One training step of ``model``. With ``compile`` the forward *and* the loss are one compiled
+    function (as in basics.train), so every model gets its cross-entropy fused the same way."""
+
+    def loss_of(x, y):
+        with autocast():
+            return cross_entropy(logits_of(name, model, x), y)
+
+    loss_fn = torch.compile(loss_of) if compile else loss_of
+
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            loss = cross_entropy(logits_of(name, model, x), y)
+        loss = loss_fn(x, y)
         loss.backward()
         optimizer.step()
         return loss.item()  # .item() synchronises, so a timed step includes the device work
@@ -209,17 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     device = check_device(args.device)  # an unusable device is a one-line error (exit 2)
     torch.set_num_threads(args.threads)
-    import transformers
-
     models = build_models(config, device, fast_rope="reference" if args.compile else "complex")
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     for model in models.values():
         model.to(dtype).train()
     g = torch.Generator().manual_seed(0)
-    batch = torch.randint(0, config.vocab_size, (args.batch_size, config.context_length + 1), generator=g).to(
-        device
-    )
-    x, y = batch[:, :-1], batch[:, 1:]
+    batch = torch.randint(0, config.vocab_size, (args.batch_size, config.context_length + 1), generator=g)
+    x, y = batch[:, :-1].to(device), batch[:, 1:].to(device)
     autocast = autocast_for(args.precision, device)
 
     # Same weights, same input: the three must agree before we time them.
@@ -229,17 +233,24 @@ def main(argv: list[str] | None = None) -> int:
             name: (logits_of(name, m, x).float() - ref_logits).abs().max().item()
             for name, m in models.items()
         }
-    steps = {}
-    for name, model in models.items():
-        runnable = torch.compile(model) if args.compile else model
-        steps[name] = make_step(name, runnable, make_optimizer(args.optimizer, model), x, y, autocast)
+    steps = {
+        name: make_step(name, model, make_optimizer(args.optimizer, model), x, y, autocast, args.compile)
+        for name, model in models.items()
+    }
     first_loss = {name: step() for name, step in steps.items()}
     for _ in range(args.warmup - 1):
         for step in steps.values():
             step()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times: dict[str, list[float]] = {name: [] for name in models}
+    times, memory = time_steps(steps, args, device)
+    if device.type == "cpu" and args.memory and sys.platform == "linux":
+        memory = {name: cpu_peak_memory_mb(name, config, args) for name in models}
+    print_table(config, args, device, times, memory, first_loss, agreement)
+    return 0
+
+
+def time_steps(steps: dict, args: argparse.Namespace, device: torch.device) -> tuple[dict, dict]:
+    """Seconds per step of every model, in interleaved rounds, and (CUDA) peak memory in MiB."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
     memory: dict[str, float] = {}
     for _ in range(args.rounds):
         for name, step in steps.items():
@@ -247,12 +258,15 @@ def main(argv: list[str] | None = None) -> int:
                 torch.cuda.reset_peak_memory_stats(device)
             for _ in range(args.steps):
                 start = time.perf_counter()
-                step()
+                step()  # ends in .item(): the device work is inside the timed span
                 times[name].append(time.perf_counter() - start)
             if device.type == "cuda":
                 memory[name] = max(memory.get(name, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
-    if device.type == "cpu" and args.memory and sys.platform == "linux":
-        memory = {name: cpu_peak_memory_mb(name, config, args) for name in models}
+    return times, memory
+
+
+def print_table(config, args, device, times, memory, first_loss, agreement) -> None:
+    import transformers
 
     tokens = args.batch_size * config.context_length
     train_flops_per_token = 3 * config.flops_per_token()  # forward + backward (2x forward)
@@ -281,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     if peak:
         header += f" {'MFU':>6}"
     print("\n" + header + "\n" + "-" * len(header))
-    for name in models:
+    for name in times:
         row = (
             f"{name:<18} {1000 * median[name]:>9.1f} {1000 * best[name]:>9.1f} {tokens / median[name]:>10,.0f} "
             f"{median['HF Llama'] / median[name]:>6.2f}x {best['HF Llama'] / best[name]:>9.2f}x {(f'{memory[name]:.0f}' if name in memory else '-'):>9} "
@@ -295,7 +309,6 @@ def main(argv: list[str] | None = None) -> int:
         "vs HF = HF step time / our step time (> 1: ours is faster).\nmax|dlogit| = largest logit difference "
         "from the reference model on the benchmark batch (same weights)."
     )
-    return 0
 
 
 if __name__ == "__main__":

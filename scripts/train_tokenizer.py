@@ -28,7 +28,7 @@ def _short(token: bytes, limit: int = 32) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--out-dir", type=Path, default=Path("runs/tokenizer"), help="where to write the files"
@@ -41,14 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_config_arguments(parser, TokenizerTrainConfig)
     args = parser.parse_args(argv)
-    config = config_from_arguments(TokenizerTrainConfig, args)
     # Check every path before the (long) training, so a typo costs nothing and leaves nothing behind.
     for flag, path in (("--input", args.input), ("--validation", args.validation)):
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"{flag}: no such file: {path}")
     if args.out_dir.exists() and not args.out_dir.is_dir():
         raise NotADirectoryError(f"--out-dir {args.out_dir} is a file, not a directory")
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = config_from_arguments(TokenizerTrainConfig, args)
     validation = args.validation
     if args.input is not None:
         train_path = args.input
@@ -68,34 +72,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     seconds = time.perf_counter() - start
     tokenizer = Tokenizer(vocab, merges, list(config.special_tokens))
-    vocab_path, merges_path = tokenizer.save(args.out_dir)
+    files = tokenizer.save(args.out_dir)
+    report(tokenizer, config, train_path, validation, seconds, files)
+    return 0
 
+
+def report(tokenizer, config, train_path: Path, validation: Path | None, seconds: float, files) -> None:
+    """Print training time, vocabulary size, the longest tokens and the compression on held-out text."""
     if validation is not None:
         sample, sample_name = validation.read_text(encoding="utf-8"), f"validation ({validation})"
     else:
         with open(train_path, encoding="utf-8") as f:
             sample, sample_name = f.read(_VALIDATION_SAMPLE_CHARS), "first 1M chars of the training file"
     ids = tokenizer.encode(sample)
-    specials = set(config.special_tokens)
-    longest = sorted((t for t in vocab.values() if t.decode("utf-8", "replace") not in specials), key=len)[
-        -5:
-    ]
-
+    vocab, specials = tokenizer.vocab, set(config.special_tokens)
+    longest = sorted((t for t in vocab.values() if t.decode("utf-8", "replace") not in specials), key=len)
     short_of = ""
     if len(vocab) < config.vocab_size:  # the corpus ran out of pairs to merge
         short_of = f"; asked for {config.vocab_size}, but no pair was left to merge"
     rows = [
         ("corpus", f"{train_path} ({train_path.stat().st_size / 1e6:.1f} MB)"),
         ("train time", f"{seconds:.1f} s"),
-        ("vocab size", f"{len(vocab)} ({len(merges)} merges, {len(specials)} special){short_of}"),
+        ("vocab size", f"{len(vocab)} ({len(tokenizer.merges)} merges, {len(specials)} special){short_of}"),
         ("compression", f"{len(sample.encode()) / max(1, len(ids)):.2f} bytes/token on {sample_name}"),
-        ("longest tokens", ", ".join(_short(t) for t in reversed(longest))),
-        ("files", f"{vocab_path}, {merges_path}"),
+        ("longest tokens", ", ".join(_short(t) for t in reversed(longest[-5:]))),
+        ("files", ", ".join(str(f) for f in files)),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    return 0
 
 
 if __name__ == "__main__":
