@@ -6,9 +6,12 @@ questions, and the default :class:`Strategy` answers them for one process on one
     setup(device)                        -> the torch.device this process trains on
     data_shard()                         -> (index, count): which slice of every micro-batch is ours
     wrap_model(model)                    -> the module that runs forward/backward (DDP, FSDP, ...)
-    build_optimizer(model, **hparams)    -> AdamW, or an optimizer that shards its state
+    build_optimizer(wrapped, **hparams)  -> AdamW over the wrapped model's parameters (maybe shards)
+    load_checkpoint(payload, model, opt) -> put a (plain, single-process format) checkpoint in place
+    loss_fn(wrapped, standard)           -> the (x, y) -> loss the job trains and evaluates with
     forward_backward(loss_fn, batches)   -> summed loss; gradients ready (and synchronised)
     clip_gradients(model, max_norm)      -> the global gradient norm, gradients clipped in place
+    checkpoint_state(model, optimizer)   -> what save_checkpoint writes (every rank calls it)
     checkpoint_file(directory, step)     -> where this rank writes its checkpoint (None: nothing)
     close()                              -> tear down (process groups, ...)
 
@@ -31,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from basics.checkpoint import checkpoint_path
+from basics.checkpoint import apply_checkpoint, checkpoint_path
 from basics.device import resolve_device
 from basics.nn_utils import clip_gradients
 from basics.optim import AdamW
@@ -66,6 +69,24 @@ class Strategy:
 
     def build_optimizer(self, model: nn.Module, **hparams: Any) -> torch.optim.Optimizer:
         return AdamW(model.parameters(), **hparams)
+
+    def load_checkpoint(
+        self, payload: dict, model: nn.Module, optimizer: torch.optim.Optimizer, name: str = "checkpoint"
+    ) -> int:
+        """Load a checkpoint payload (``basics.checkpoint.read_checkpoint``) into the job, RNG states
+        included; return its step. Sharding strategies cut the full state into their pieces."""
+        return apply_checkpoint(payload, model, optimizer, restore_rng=True, name=name)
+
+    def loss_fn(self, model: nn.Module, standard: LossFn) -> LossFn:
+        """The loss the job trains and evaluates with; ``standard`` is cross-entropy of ``model``'s
+        logits. Model parallelism replaces it (e.g. a loss over vocabulary shards)."""
+        return standard
+
+    def checkpoint_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[Any, Any]:
+        """``(model, optimizer)`` as ``save_checkpoint`` takes them (anything with ``state_dict()``).
+        Every rank calls it before the ranks named by :meth:`checkpoint_file` write, so a sharding
+        strategy can gather the full state here."""
+        return model, optimizer
 
     def forward_backward(self, loss_fn: LossFn, micro_batches: Sequence[MicroBatch]) -> Tensor:
         """Accumulate the gradient of the mean loss over ``micro_batches``; return that mean (on the device)."""

@@ -43,7 +43,6 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from basics.checkpoint import (
-    apply_checkpoint,
     checkpoint_path,
     latest_checkpoint,
     prune_checkpoints,
@@ -309,10 +308,11 @@ def log_training(job: TrainJob, step: int, lr: float) -> None:
 def save_training_checkpoint(job: TrainJob, step: int) -> None:
     """Write this rank's checkpoint (only if every step so far was finite), then prune old ones."""
     job.stats.check(job.checkpoint)  # never save a diverged model
+    model, optimizer = job.strategy.checkpoint_state(job.model, job.optimizer)  # every rank: may gather
     path = job.strategy.checkpoint_file(job.checkpoint_dir, step)
     if path is not None:
         extra = {"data_rng": job.data_rng.get_state()}
-        save_checkpoint(job.model, job.optimizer, step, path, config=asdict(job.config), extra=extra)
+        save_checkpoint(model, optimizer, step, path, config=asdict(job.config), extra=extra)
     if job.strategy.is_main:
         prune_checkpoints(job.checkpoint_dir, job.config.keep_checkpoints)
     job.checkpoint = checkpoint_path(job.checkpoint_dir, step)
@@ -443,23 +443,25 @@ def start_job(config: TrainConfig, strategy: Strategy, callback: Callable[[dict]
 
     torch.manual_seed(config.seed)
     model = TransformerLM(config.model).to(device)
+    wrapped = strategy.wrap_model(model)  # DDP broadcasts rank 0's weights; FSDP/TP/PP cut them up
     optimizer = strategy.build_optimizer(
-        model, lr=config.learning_rate, betas=(config.beta1, config.beta2), eps=config.adam_eps,
+        wrapped, lr=config.learning_rate, betas=(config.beta1, config.beta2), eps=config.adam_eps,
         weight_decay=config.weight_decay,
     )  # fmt: skip
     data_rng = torch.Generator().manual_seed(config.seed)
     start_step, checkpoint = 0, None
     if resumed is not None:
         checkpoint, payload = resumed
-        start_step = apply_checkpoint(payload, model, optimizer, restore_rng=True, name=str(checkpoint))
+        start_step = strategy.load_checkpoint(payload, model, optimizer, name=str(checkpoint))
         data_rng.set_state(payload["extra"]["data_rng"])
     if strategy.is_main:
         prepare_run_directory(out_dir, config)
-    wrapped = strategy.wrap_model(model)  # after loading: DDP broadcasts rank 0's weights
     bf16 = config.autocast and device.type == "cuda"
 
-    def loss_fn(x: Tensor, y: Tensor) -> Tensor:
+    def standard_loss(x: Tensor, y: Tensor) -> Tensor:
         return training_loss(wrapped, x, y, bf16)
+
+    loss_fn = strategy.loss_fn(wrapped, standard_loss)
 
     last_step = config.stop_after or config.max_steps
     show = config.progress and strategy.is_main

@@ -12,6 +12,7 @@ unigram baseline, save a loss curve and sample some text::
     python scripts/train.py --preset tinystories              # the course run (downloads TinyStories; GPU)
     python scripts/train.py --resume                          # continue the run in --out-dir
     torchrun --nproc_per_node 2 scripts/train.py --ddp bucketed --train-data a.npy --val-data b.npy
+    torchrun --nproc_per_node 2 scripts/train.py --fsdp --train-data a.npy   # or --tp 2, --pp 2
 
 A text file is split into documents at ``<|endoftext|>``, or at blank lines when it has none.
 Run `python scripts/train.py --help` for every flag (defaults shown are the config classes'; the preset
@@ -37,6 +38,7 @@ from basics.cli import (
 from basics.model import ModelConfig, TransformerLM
 from basics.presets import PRESET_DATASETS, PRESETS
 from basics.train import TrainConfig, TrainingDiverged, TrainResult, plot_loss_curve, train
+from systems.parallel_strategy import ParallelConfig, make_strategy
 from systems.strategy import DataParallel, DataParallelConfig
 
 IS_MAIN = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prints
@@ -75,10 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_config_arguments(parser, ModelConfig)
     add_config_arguments(parser, TrainConfig)
     add_config_arguments(parser, DataParallelConfig)
+    add_config_arguments(parser, ParallelConfig)
     return parser.parse_args(argv)
 
 
-def build_configs(args: argparse.Namespace) -> tuple[TrainConfig, DataParallelConfig]:
+def build_configs(args: argparse.Namespace) -> tuple[TrainConfig, DataParallelConfig, ParallelConfig]:
     base = PRESETS[args.preset]
     model = config_from_arguments(ModelConfig, args, base=base.model)
     config = config_from_arguments(TrainConfig, args, base=dataclasses.replace(base, model=model))
@@ -86,7 +89,13 @@ def build_configs(args: argparse.Namespace) -> tuple[TrainConfig, DataParallelCo
         if len(args.data) != 2:
             raise ValueError("--data with token arrays takes exactly TRAIN.npy VAL.npy")
         config = dataclasses.replace(config, train_data=args.data[0], val_data=args.data[1])
-    return config, config_from_arguments(DataParallelConfig, args)
+    data_parallel, parallel = (
+        config_from_arguments(DataParallelConfig, args),
+        config_from_arguments(ParallelConfig, args),
+    )
+    if data_parallel.enabled and parallel.enabled:
+        raise ValueError("--ddp/--shard-optimizer and --fsdp/--tp/--pp are alternatives: choose one")
+    return config, data_parallel, parallel
 
 
 def prepare(args: argparse.Namespace, config: TrainConfig):
@@ -196,7 +205,7 @@ def summarize(result: TrainResult, config: TrainConfig, tokenizer, args: argpars
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config, parallel = build_configs(args)
+    config, data_parallel, parallel = build_configs(args)
     tokenizer = load_tokenizer(args)
     if args.data and len(args.data) == 1 and Path(args.data[0]).is_dir():
         config, tokenizer = use_token_shards(args, config, tokenizer)
@@ -206,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.prepare_only:
             say(f"train tokens: {prepared.train_tokens}\nvalidation tokens: {prepared.val_tokens}")
             return 0
-    strategy = DataParallel(parallel) if parallel.enabled else None
+    strategy = None
+    if data_parallel.enabled:
+        strategy = DataParallel(data_parallel)
+    elif parallel.enabled:
+        strategy = make_strategy(parallel)
     try:
         result = train(config, callback=report, strategy=strategy)
     except TrainingDiverged:

@@ -502,20 +502,18 @@ class FSDP(nn.Module):
     # -- gradient clipping over the shards ------------------------------------------------------
     @torch.no_grad()
     def clip_gradients(self, max_l2_norm: float, eps: float = 1e-6) -> Tensor:
-        """Global-norm clipping (``basics.nn_utils.clip_gradients``) over the *full* gradient: each
-        shard's squared norm is summed over the ranks, replicated gradients counted once."""
-        zero = torch.zeros((), device=self.units[0].shard.device if self.units else None)
-        shard_sq = sum(
-            (u.shard.grad.float().pow(2).sum() for u in self.units if u.shard.grad is not None), zero
-        )
+        """Global-norm clipping (``basics.nn_utils.clip_gradients``; 0 = only measure) over the *full*
+        gradient: each shard's squared norm is summed over the ranks, replicated gradients counted
+        once. Returns the norm before clipping; no host sync (the scale is clamped, not branched on)."""
+        device = self.units[0].shard.device if self.units else None
+        squares = [u.shard.grad.float().pow(2).sum() for u in self.units if u.shard.grad is not None]
+        shard_sq = torch.stack(squares).sum() if squares else torch.zeros((), device=device)
         if self.world_size > 1:
             dist.all_reduce(shard_sq, group=self.group)
-        replicated_sq = sum(
-            (p.grad.float().pow(2).sum() for p in self.replicated if p.grad is not None), zero
-        )
-        total = (shard_sq + replicated_sq).sqrt()
-        if max_l2_norm > 0 and total > max_l2_norm:
-            scale = max_l2_norm / (total + eps)
+        squares = [p.grad.float().pow(2).sum() for p in self.replicated if p.grad is not None]
+        total = (shard_sq + (torch.stack(squares).sum() if squares else 0.0)).sqrt()
+        if max_l2_norm > 0:
+            scale = (max_l2_norm / (total + eps)).clamp(max=1.0)
             for p in self.parameters():
                 if p.grad is not None:
                     p.grad.mul_(scale.to(p.grad.dtype))

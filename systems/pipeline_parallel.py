@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 Op = tuple[str, int]  # ("F", i) or ("B", i): forward or backward of micro-batch i
+LossFn = Callable[[Tensor, Tensor], Tensor]  # (logits, targets) -> mean loss
 
 
 def gpipe_order(stage: int, num_stages: int, num_microbatches: int) -> list[Op]:
@@ -175,12 +176,13 @@ class StepStats:
 class PipelineParallel:
     """Run one stage of a pipeline on this rank (stage = rank in ``group``); see the module docstring.
 
-    ``train_step(inputs, targets, loss_fn)`` splits the batch into ``num_microbatches``, runs the
-    schedule, leaves the gradients of this stage's parameters in ``.grad`` (mean loss over the whole
-    batch) and returns :class:`StepStats`. Every rank passes the same ``inputs`` and ``targets``
-    (the first stage reads the inputs, the last the targets)."""
+    ``train_step(inputs, targets, loss_fn)`` splits the batch into ``num_microbatches`` and calls
+    :meth:`run`, which runs the schedule over a list of ``(inputs, targets)`` micro-batches, leaves
+    the gradients of this stage's parameters in ``.grad`` (of the mean loss over all micro-batches)
+    and returns :class:`StepStats`. Every rank passes the same micro-batches (the first stage reads
+    the inputs, the last the targets). :meth:`forward_loss` is the same pipeline without backward."""
 
-    def __init__(self, model: TransformerLM, num_microbatches: int, schedule: str = "1f1b", group=None):
+    def __init__(self, model: TransformerLM, num_microbatches: int = 1, schedule: str = "1f1b", group=None):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
         if num_microbatches < 1:
@@ -189,6 +191,7 @@ class PipelineParallel:
         self.stage, self.num_stages = (
             (dist.get_rank(group), dist.get_world_size(group)) if is_distributed() else (0, 1)
         )
+        self.param_names = [name for name, _ in model.named_parameters()]  # the whole model's order
         self.module = PipelineStage(model, self.stage, self.num_stages)
         self.num_microbatches, self.schedule = num_microbatches, schedule
         self.d_model = model.config.d_model
@@ -199,39 +202,31 @@ class PipelineParallel:
     def _peer(self, stage: int) -> int:
         return dist.get_global_rank(self.group, stage) if self.group is not None else stage
 
-    def train_step(
-        self, inputs: Tensor, targets: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor]
-    ) -> StepStats:
+    def train_step(self, inputs: Tensor, targets: Tensor, loss_fn: LossFn) -> StepStats:
         m = self.num_microbatches
         if inputs.shape[0] % m:
             raise ValueError(f"batch of {inputs.shape[0]} does not split into {m} micro-batches")
-        micro_inputs, micro_targets = inputs.chunk(m), targets.chunk(m)
-        activation_shape = (*micro_inputs[0].shape, self.d_model)  # (micro_batch, seq, d_model)
-        dtype = next(self.module.parameters()).dtype
+        return self.run(list(zip(inputs.chunk(m), targets.chunk(m))), loss_fn)
+
+    def run(self, micro_batches: list[tuple[Tensor, Tensor]], loss_fn: LossFn) -> StepStats:
+        """Forward and backward of every micro-batch in this stage's order of the schedule."""
+        m = len(micro_batches)
         order = SCHEDULES[self.schedule](self.stage, self.num_stages, m)
-        alive: dict[int, tuple[Tensor | None, Tensor]] = {}  # micro-batch -> (stage input, output or loss)
+        alive: dict[int, tuple[Tensor, Tensor]] = {}  # micro-batch -> (stage input, output or loss)
         sends: list = []
-        busy, loss_sum, peak_alive = 0.0, torch.zeros(()), 0
-        if self.num_stages > 1:
-            dist.barrier(group=self.group)  # a common start for the wall-clock bubble
-        start = time.perf_counter()
+        busy, loss_sum, peak_alive = 0.0, 0.0, 0
+        start = self._common_start()
         for kind, i in order:
+            began = None
             if kind == "F":
-                x = (
-                    micro_inputs[i]
-                    if self.module.is_first
-                    else self._recv(activation_shape, dtype, self.stage - 1)
-                )
+                x = self._stage_input(micro_batches[i][0])
                 began = time.perf_counter()
                 out = self.module(x)
                 if self.module.is_last:
-                    out = loss_fn(out, micro_targets[i]) / m
-                    loss_sum += out.detach().float()
+                    out = loss_fn(out, micro_batches[i][1]) / m
+                    loss_sum += out.item()
                 else:
-                    sends.append(
-                        dist.isend(out.detach().contiguous(), self._peer(self.stage + 1), self.group)
-                    )
-                busy += time.perf_counter() - began
+                    sends.append(self._send(out.detach(), self.stage + 1))
                 alive[i] = (x, out)
                 peak_alive = max(peak_alive, len(alive))
             else:
@@ -239,21 +234,100 @@ class PipelineParallel:
                 grad = None if self.module.is_last else self._recv(out.shape, out.dtype, self.stage + 1)
                 began = time.perf_counter()
                 out.backward(grad)
-                busy += time.perf_counter() - began
                 if not self.module.is_first:
-                    sends.append(dist.isend(x.grad.contiguous(), self._peer(self.stage - 1), self.group))
+                    sends.append(self._send(x.grad, self.stage - 1))
+            busy += time.perf_counter() - began
         for work in sends:
             work.wait()
-        ended = time.perf_counter() - start
-        # One small all-reduce: the loss (only the last stage has it) and the slowest stage's time.
-        own_loss = float(loss_sum) if self.module.is_last else float("-inf")
-        summary = torch.tensor([own_loss, ended], dtype=torch.float64)
-        if self.num_stages > 1:
-            dist.all_reduce(summary, op=dist.ReduceOp.MAX, group=self.group)
-        loss, step_s = float(summary[0]), float(summary[1])
+        loss, step_s = self._share(loss_sum, time.perf_counter() - start)
         return StepStats(loss, order, busy, step_s, 1.0 - busy / step_s, len(sends), peak_alive)
+
+    @torch.no_grad()
+    def forward_loss(self, micro_batches: list[tuple[Tensor, Tensor]], loss_fn: LossFn) -> float:
+        """Mean loss over the micro-batches, forward only (evaluation); the same on every rank."""
+        sends, loss_sum = [], 0.0
+        for x, y in micro_batches:
+            out = self.module(self._stage_input(x))
+            if self.module.is_last:
+                loss_sum += loss_fn(out, y).item() / len(micro_batches)
+            else:
+                sends.append(self._send(out, self.stage + 1))
+        for work in sends:
+            work.wait()
+        return self._share(loss_sum, 0.0)[0]
+
+    def _common_start(self) -> float:
+        if self.num_stages > 1:
+            dist.barrier(group=self.group)  # a common start for the wall-clock bubble
+        return time.perf_counter()
+
+    def _stage_input(self, tokens: Tensor) -> Tensor:
+        """The first stage's input is the micro-batch; the others receive the previous stage's output."""
+        if self.module.is_first:
+            return tokens
+        dtype = next(self.module.parameters()).dtype
+        return self._recv((*tokens.shape, self.d_model), dtype, self.stage - 1)
+
+    def _send(self, tensor: Tensor, stage: int):
+        return dist.isend(tensor.contiguous(), self._peer(stage), self.group)
 
     def _recv(self, shape, dtype, stage: int) -> Tensor:
         buffer = torch.empty(shape, dtype=dtype, device=next(self.module.parameters()).device)
         dist.recv(buffer, self._peer(stage), self.group)
-        return buffer.requires_grad_(stage < self.stage)  # activations need their gradient sent back
+        # An activation from the previous stage needs its gradient, which is sent back.
+        return buffer.requires_grad_(stage < self.stage and torch.is_grad_enabled())
+
+    def _share(self, loss_sum: float, elapsed: float) -> tuple[float, float]:
+        """One small all-reduce: the loss (only the last stage has it) and the slowest stage's time."""
+        if self.num_stages == 1:
+            return loss_sum, elapsed
+        own_loss = loss_sum if self.module.is_last else float("-inf")
+        summary = torch.tensor([own_loss, elapsed], dtype=torch.float64)
+        dist.all_reduce(summary, op=dist.ReduceOp.MAX, group=self.group)
+        return float(summary[0]), float(summary[1])
+
+    # -- the whole model's state, for checkpoints that any layout can load ----------------------
+    def full_state(self, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+        """The unsplit model's state dict and the state dict of the same optimizer on it (by the
+        whole model's parameter order), assembled from every stage. Collective; all ranks get them."""
+        names = {id(p): n for n, p in self.module.named_parameters()}
+        own_model = {n: t.detach().cpu() for n, t in self.module.state_dict().items()}
+        state_dict = optimizer.state_dict()
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        own_optimizer = {
+            names[id(p)]: {
+                k: v.cpu() if isinstance(v, Tensor) else v for k, v in state_dict["state"][i].items()
+            }
+            for i, p in enumerate(params)
+            if i in state_dict["state"]
+        }
+        stages = [(own_model, own_optimizer)]
+        if self.num_stages > 1:
+            stages = [None] * self.num_stages
+            dist.all_gather_object(stages, (own_model, own_optimizer), group=self.group)
+        model_state = {k: v for stage_model, _ in stages for k, v in stage_model.items()}
+        by_name = {k: v for _, stage_optimizer in stages for k, v in stage_optimizer.items()}
+        full = {i: by_name[name] for i, name in enumerate(self.param_names) if name in by_name}
+        group = dict(state_dict["param_groups"][0], params=list(range(len(self.param_names))))
+        return model_state, {"state": full, "param_groups": [group]}
+
+    def load_full_state(
+        self, model_state: dict, optimizer: torch.optim.Optimizer, optimizer_state: dict
+    ) -> None:
+        """Load the unsplit model's state (and its optimizer's): this stage keeps its own part."""
+        own = self.module.state_dict()
+        missing = sorted(own.keys() - model_state.keys())
+        if missing:
+            raise ValueError(f"the checkpoint lacks this stage's weights: {missing[:3]} ...")
+        self.module.load_state_dict({name: model_state[name] for name in own})
+        by_name = {self.param_names[i]: state for i, state in optimizer_state["state"].items()}
+        names = {id(p): n for n, p in self.module.named_parameters()}
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if by_name and any(names[id(p)] not in by_name for p in params):
+            raise ValueError(
+                "the checkpoint's optimizer state covers only part of the model (was it saved by a sharded "
+                "optimizer on several ranks?); resume it with the layout that wrote it"
+            )
+        local = {i: by_name[names[id(p)]] for i, p in enumerate(params) if names[id(p)] in by_name}
+        group = dict(optimizer_state["param_groups"][0], params=list(range(len(params))))
+        optimizer.load_state_dict({"state": local, "param_groups": [group]})

@@ -26,7 +26,13 @@ from typing import Any
 
 import torch
 
-from basics.checkpoint import checkpoint_path, load_checkpoint, read_checkpoint, save_checkpoint
+from basics.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    read_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from systems.fsdp import FSDP
 
 __all__ = [
@@ -35,12 +41,13 @@ __all__ = [
     "load_sharded_checkpoint",
     "save_gathered_checkpoint",
     "load_gathered_checkpoint",
+    "StateHolder",
 ]
 
 _SHARD_NAME = re.compile(r"^checkpoint_(\d+)\.rank(\d+)-of-(\d+)\.pt$")
 
 
-class _State:
+class StateHolder:
     """Something with a ``state_dict()``, for handing gathered dicts to ``save_checkpoint``."""
 
     def __init__(self, state: dict[str, Any]):
@@ -110,8 +117,8 @@ def save_gathered_checkpoint(
     """Gather full weights and optimizer state; rank 0 writes one plain checkpoint to ``out``.
 
     Collective (every rank calls it); returns the path on rank 0 and None elsewhere."""
-    model = _State(fsdp.full_state_dict())
-    full_optimizer = _State(fsdp.full_optimizer_state_dict(optimizer)) if optimizer is not None else None
+    model = StateHolder(fsdp.full_state_dict())
+    full_optimizer = StateHolder(fsdp.full_optimizer_state_dict(optimizer)) if optimizer is not None else None
     if fsdp.rank != 0:
         return None
     save_checkpoint(model, full_optimizer, iteration, out, config=config, extra=extra)
@@ -134,7 +141,5 @@ def load_gathered_checkpoint(
             raise ValueError(f"{src} holds no optimizer state")
         fsdp.load_full_optimizer_state_dict(optimizer, payload["optimizer"])
     if restore_rng:
-        from basics.checkpoint import restore_rng_state
-
         restore_rng_state(payload["rng"])
     return int(payload["iteration"])

@@ -287,20 +287,53 @@ class TensorParallel(nn.Module):
         return gather_vocab_parallel(local_logits, self.group)
 
     @torch.no_grad()
+    def _gather(self, tensor: Tensor, dim: int | None) -> Tensor:
+        """The whole tensor from every rank's slice along ``dim`` (None: not split)."""
+        if dim is None or self.size == 1:
+            return tensor.detach().clone()
+        pieces = tensor.detach().movedim(dim, 0).contiguous()
+        out = pieces.new_empty((self.size * pieces.shape[0], *pieces.shape[1:]))
+        all_gather_into(out, pieces, self.group)
+        return out.movedim(0, dim).contiguous()
+
     def gather_full(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
         """Whole tensors from this rank's slices, by parameter name (e.g. ``model.state_dict()`` or
         the gradients); names not split are returned as they are. Collective."""
+        return {name: self._gather(tensor, self.split_dims.get(name)) for name, tensor in tensors.items()}
+
+    def _split_dim_by_param(self, optimizer: torch.optim.Optimizer) -> list[tuple[nn.Parameter, int | None]]:
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        return [(p, self.split_dims.get(names.get(id(p), ""))) for p in params]
+
+    def full_optimizer_state_dict(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """``optimizer.state_dict()`` with per-element state of split weights (AdamW's moments)
+        gathered whole: the state of the same optimizer on the unconverted model. Collective."""
+        state_dict = optimizer.state_dict()
         full = {}
-        for name, tensor in tensors.items():
-            dim = self.split_dims.get(name)
-            if dim is None or self.size == 1:
-                full[name] = tensor.detach().clone()
+        for index, (param, dim) in enumerate(self._split_dim_by_param(optimizer)):
+            if index in state_dict["state"]:
+                full[index] = {
+                    key: self._gather(value, dim)
+                    if isinstance(value, Tensor) and value.shape == param.shape
+                    else value
+                    for key, value in state_dict["state"][index].items()
+                }
+        return {"state": full, "param_groups": state_dict["param_groups"]}
+
+    def load_full_optimizer_state_dict(self, optimizer: torch.optim.Optimizer, state_dict: dict) -> None:
+        """Load the state of the optimizer on the unconverted model: each rank keeps its slices."""
+        sliced = {}
+        for index, (param, dim) in enumerate(self._split_dim_by_param(optimizer)):
+            if index not in state_dict["state"]:
                 continue
-            pieces = tensor.detach().movedim(dim, 0).contiguous()
-            out = pieces.new_empty((self.size * pieces.shape[0], *pieces.shape[1:]))
-            all_gather_into(out, pieces, self.group)
-            full[name] = out.movedim(0, dim).contiguous()
-        return full
+            entry = {}
+            for key, value in state_dict["state"][index].items():
+                if isinstance(value, Tensor) and dim is not None and value.dim() == param.dim():
+                    value = value.chunk(self.size, dim=dim)[self.rank].clone()
+                entry[key] = value
+            sliced[index] = entry
+        optimizer.load_state_dict({"state": sliced, "param_groups": state_dict["param_groups"]})
 
     def full_state_dict(self) -> dict[str, Tensor]:
         """The unconverted model's state dict, gathered (on every rank). Collective."""
