@@ -38,6 +38,18 @@ Deliberate simplifications: the same parameters must receive gradients on every 
 (torch's ``find_unused_parameters=False``); buckets copy gradients into a fresh flat buffer each
 step instead of making ``.grad`` a view into a persistent bucket (torch's ``gradient_as_bucket_view``).
 For gradient accumulation wrap the non-final micro-steps in ``with ddp.no_sync():``.
+
+Under ``torch.compile`` the overlap needs care. Compiling the whole model (the training job's
+``--compile``) makes its backward one graph, and every parameter's gradient is accumulated -- and its
+hook fired -- only when that graph has finished: :class:`DDPIndividualParameters` and
+:class:`DDPBucketed` stay correct but start communicating after the whole backward, like
+:class:`DDPNaive`. Measured on the CPU (order and time of the post-accumulate-grad hooks of a
+two-layer model): whole-model compile fires all hooks at the end of backward; compiling each
+Transformer block on its own (``for block in model.layers: block.compile()``) fires a block's hooks
+as soon as its backward is done, before the earlier blocks' backward runs, which restores the overlap
+at block granularity; compiled autograd (``torch._dynamo.config.compiled_autograd = True``) still
+fired them all at the end. torch's own DDP (``wrap_model(..., "torch")``) keeps its overlap under
+``torch.compile``: Dynamo splits the graph at its bucket boundaries (``optimize_ddp``).
 """
 
 from __future__ import annotations

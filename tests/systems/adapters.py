@@ -318,3 +318,42 @@ def triton_launch_resources(kernel, grid, *args, **kwargs) -> dict:
 
 
 # (end of section: GPU readiness)
+
+
+# ---- GPU readiness: scripts/gpu_check.py (issue 13; extension) ----
+def gpu_check_names() -> list[str]:
+    """The names of the checks of scripts/gpu_check.py, in the order it runs them."""
+    from systems.gpu_check import CHECKS
+
+    return list(CHECKS)
+
+
+def run_gpu_checks(names, device, checks=None, **sizes) -> list[dict]:
+    """Run gpu_check's checks ``names`` on ``device`` with ``sizes`` (GpuCheckConfig fields; a
+    ``train_model`` dict becomes a ModelConfig). ``checks``: {name: (description, fn(config, device)
+    -> rows)} replaces the built-in ones. Returns the rows as dicts (check, case, status, measured)."""
+    from dataclasses import asdict
+
+    from basics.model import ModelConfig
+    from systems.gpu_check import GpuCheckConfig, run_checks
+
+    if isinstance(sizes.get("train_model"), dict):
+        sizes["train_model"] = ModelConfig(**sizes["train_model"])
+    return [asdict(row) for row in run_checks(names, GpuCheckConfig(**sizes), device, checks=checks)]
+
+
+def gpu_check_row(check: str, case: str, status: str, measured: str):
+    """One row of gpu_check's table (what a check function returns a list of)."""
+    from systems.gpu_check import CheckRow
+
+    return CheckRow(check, case, status, measured)
+
+
+def format_gpu_check_table(rows: list[dict]) -> str:
+    """gpu_check's table of ``rows`` (dicts with check, case, status, measured)."""
+    from systems.gpu_check import CheckRow, format_table
+
+    return format_table([CheckRow(**row) for row in rows])
+
+
+# (end of section: GPU readiness, gpu_check)
