@@ -39,7 +39,7 @@ class Launch:
 
     @property
     def name(self) -> str:
-        return getattr(self.kernel, "__name__", None) or self.kernel.fn.__name__
+        return _kernel_name(self.kernel)
 
 
 _recorder: list[Launch] | None = None  # set while record_launches() is active
@@ -56,30 +56,35 @@ def runs_natively(tensor: Tensor) -> bool:
     return tensor.is_cuda or tensor.is_meta
 
 
-def _check_devices(name: str, kernel, tensors: list[Tensor]) -> None:
+def _kernel_name(kernel) -> str:
+    return getattr(kernel, "__name__", None) or kernel.fn.__name__
+
+
+def _check_devices(kernel, tensors: list[Tensor]) -> None:
     devices = {t.device for t in tensors}
     if len(devices) != 1:
-        raise ValueError(f"{name}: tensors are on different devices {sorted(map(str, devices))}")
+        raise ValueError(
+            f"{_kernel_name(kernel)}: tensors are on different devices {sorted(map(str, devices))}"
+        )
     device = tensors[0].device
     if device.type not in ("cuda", "meta") and not _is_interpreted(kernel):
         raise ValueError(
-            f"{name}: got {device} tensors; the Triton kernels need CUDA tensors, or TRITON_INTERPRET=1 "
-            "set before triton is imported to run them on the CPU"
+            f"{_kernel_name(kernel)}: got {device} tensors; the Triton kernels need CUDA tensors, or "
+            "TRITON_INTERPRET=1 set before triton is imported to run them on the CPU"
         )
 
 
 def launch(kernel, grid: tuple[int, ...], *args, **kwargs) -> None:
     """``kernel[grid](*args, **kwargs)`` on the tensors' own device (see the module docstring)."""
     tensors = [a for a in args if isinstance(a, Tensor)]
-    name = Launch(kernel, grid, args, kwargs).name
-    _check_devices(name, kernel, tensors)
+    _check_devices(kernel, tensors)
     if _recorder is not None:
         _recorder.append(Launch(kernel, tuple(grid), args, dict(kwargs)))
         return
-    if tensors[0].is_meta:
-        raise ValueError(f"{name}: meta tensors have no memory; launch under record_launches() to plan only")
-    guard = torch.cuda.device(tensors[0].device) if tensors[0].is_cuda else contextlib.nullcontext()
-    with guard:
+    device = tensors[0].device
+    if device.type == "meta":
+        raise ValueError(f"{_kernel_name(kernel)}: meta tensors have no memory; plan under record_launches()")
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
         kernel[grid](*args, **kwargs)
 
 

@@ -70,11 +70,13 @@ def assert_compiles_like_eager(fn, inputs):
         torch.testing.assert_close(ours, theirs)
 
 
+@pytest.mark.slow
 def test_rmsnorm_triton_compiles_without_graph_breaks(adapters, kernel_device):
     function = adapters.get_rmsnorm_autograd_function_triton()
     assert_compiles_like_eager(lambda x, g: function.apply(x, g), rmsnorm_inputs(kernel_device))
 
 
+@pytest.mark.slow
 def test_flash_triton_compiles_without_graph_breaks(adapters, kernel_device):
     function = adapters.get_flashattention_autograd_function_triton()
     assert_compiles_like_eager(lambda q, k, v: function.apply(q, k, v, True), attention_inputs(kernel_device))
