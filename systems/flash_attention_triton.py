@@ -20,7 +20,7 @@ autograd Function calling the ops here). All tensors are viewed as contiguous ``
 
 Tiles and warps: per kernel, head-dim block and precision, from :data:`GPU_TILES` -- every entry
 compiles for an H100 without register spills (``tests/systems/test_triton_resources.py`` checks them
-ahead of time, on the CPU). Under the Triton interpreter the tiles are 16 x 16.
+ahead of time, on the CPU). Under the Triton interpreter the tiles are 16 and 32 (INTERPRETER_TILES).
 
 Precision: matmul inputs stay in the input dtype (bf16 tensor cores on a GPU) while scores, softmax
 statistics and accumulators are fp32. fp32 inputs follow torch's own matmul setting
@@ -265,7 +265,10 @@ GPU_TILES: dict[str, dict[tuple[int, str], tuple[int, int, int, int]]] = {
     },
 }  # fmt: skip
 MAX_HEAD_DIM = {"16bit": 256, "tf32": 128, "tf32x3": 128}
-INTERPRETER_TILES = (16, 16)  # small: a short test sequence spans several tiles
+# Under the interpreter: small tiles (a short test sequence spans several), shaped like the GPU's --
+# the forward and dQ kernels with taller query tiles, dK/dV with taller key tiles -- so the CPU tests
+# also cover query and key tiles of different sizes.
+INTERPRETER_TILES = {"forward": (32, 16), "dkdv": (16, 32), "dq": (32, 16)}
 
 
 def launch_settings(kernel: str, q: Tensor) -> dict:
@@ -276,7 +279,7 @@ def launch_settings(kernel: str, q: Tensor) -> dict:
     if not runs_natively(q):
         # The interpreter's tl.dot multiplies bf16 as raw 16-bit integers (triton 3.x), so on the CPU
         # every matmul operand is upcast to fp32 and multiplied exactly; on a GPU they keep their dtype.
-        q_tile, k_tile = INTERPRETER_TILES
+        q_tile, k_tile = INTERPRETER_TILES[kernel]
         return dict(Q_TILE=q_tile, K_TILE=k_tile, D_BLOCK=d_block, DOT_PRECISION="ieee", DOT_DTYPE=tl.float32)
     kind = fp32_dot_precision() if q.dtype == torch.float32 else "16bit"
     if d_block > MAX_HEAD_DIM[kind]:
