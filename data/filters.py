@@ -179,11 +179,13 @@ def harmful(documents: Sequence[Document], config: FilterConfig) -> list[Verdict
 
 
 def quality(documents: Sequence[Document], config: FilterConfig) -> list[Verdict]:
-    """Keep documents whose p(wiki) is at least ``config.min_quality_score``."""
-    from data.quality import DEFAULT_MODEL_PATH, load_cached_quality_model, quality_probabilities
+    """Keep documents whose p(wiki) is at least ``config.min_quality_score``; a WARC page's links
+    feed the classifier's link-density feature."""
+    from data.quality import DEFAULT_MODEL_PATH, link_texts, load_cached_quality_model, quality_probabilities
 
     model = load_cached_quality_model(str(config.quality_model or DEFAULT_MODEL_PATH))
-    p_wiki = quality_probabilities([d.text for d in documents], model)
+    links = [link_texts(d.payload) if d.record_type == "response" else frozenset() for d in documents]
+    p_wiki = quality_probabilities([d.text for d in documents], model, links)
     return [d if p >= config.min_quality_score else Drop("low quality") for d, p in zip(documents, p_wiki)]
 
 

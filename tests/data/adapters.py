@@ -101,6 +101,23 @@ def run_classify_quality(text, model=None):
     return classify_quality(text, model=model)
 
 
+def run_classify_quality_page(html_bytes, model=None):
+    """``run_classify_quality`` of a whole HTML page: its extracted text, with the page's links
+    known to the classifier (the pipeline's view of a WARC page)."""
+    from data.extract import extract_text_from_html_bytes
+    from data.quality import classify_quality
+
+    return classify_quality(extract_text_from_html_bytes(html_bytes) or "", model=model, html=html_bytes)
+
+
+def run_quality_page_examples(html_bytes):
+    """How a real page becomes training data for the default quality model: ``[(text, is_positive)]``
+    (its article as a positive, blocks of its navigation and other chrome as negatives)."""
+    from data.quality_pages import page_examples
+
+    return [(e.text, e.positive) for e in page_examples("page.html", html_bytes)]
+
+
 def run_train_quality_classifier(positives, negatives, seed=0):
     """A quality model trained on lists of positive ("wiki") and negative ("cc") texts."""
     from data.quality import train_quality_classifier

@@ -4,6 +4,7 @@ scikit-learn pipeline as the peer), save/load without pickle, the shipped defaul
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -149,24 +150,57 @@ def test_save_load_roundtrip_without_pickle(adapters, tmp_path):
         assert score_a == pytest.approx(score_b, abs=1e-2)
 
 
+GOOD_PROSE = [
+    "A function definition is an executable statement. Its execution binds the function name in the "
+    "current local namespace to a function object, which wraps the executable code for the function.",
+    "When an exception is raised, the interpreter searches the enclosing blocks for a handler. If none "
+    "is found, the program terminates and a traceback describing the error is printed.",
+    "The river authority published its annual report on Tuesday. According to the report, water levels in "
+    "the northern reservoirs rose by twelve percent over the winter, which officials attributed to heavy "
+    "snowfall in January. The authority said it would use the surplus to restore wetlands along the lower "
+    "valley, a project that local farmers have supported for years.",
+]
+MENU_WORDS = ["Home", "About Us", "Products", "Services", "Blog", "Contact", "Login", "Register", "Careers"]
+MENU_WORDS += ["Privacy Policy", "Terms of Use", "Sitemap", "Newsletter", "Press", "Support", "Shop", "FAQ"]
+
+
+def structural_junk(rng: random.Random) -> str:
+    """Page furniture with no prose: a menu, a product listing, or a link list, one item a line."""
+    kind = rng.randrange(3)
+    if kind == 0:
+        return "\n".join(rng.sample(MENU_WORDS, 12)) + f"\n© {rng.randint(2001, 2024)} Example Corp."
+    if kind == 1:
+        items = [f"{rng.choice(SUBJECTS).title()} Kit ${rng.randint(5, 99)}.99 Add to cart" for _ in range(8)]
+        return "\n".join(items + [f"Showing 1-8 of {rng.randint(50, 500)} results", "Sort by: Popularity"])
+    return "\n".join(f"» {rng.choice(OBJECTS).title()} ({rng.randint(1, 300)})" for _ in range(14))
+
+
 def test_shipped_default_model(adapters):
-    spam = [
-        "Buy cheap pills online now! Best casino bonus, click here for free money and limited offers!!!",
-        "cheap loans fast cash cheap loans fast cash best price discount sale buy now free bonus",
-    ]
-    good = [
-        "A function definition is an executable statement. Its execution binds the function name in the "
-        "current local namespace to a function object, which wraps the executable code for the function.",
-        "When an exception is raised, the interpreter searches the enclosing blocks for a handler. If none "
-        "is found, the program terminates and a traceback describing the error is printed.",
-    ]
-    for text in spam:
-        assert adapters.run_classify_quality(text)[0] == "cc"
-    for text in good:
+    for text in GOOD_PROSE:
         label, score = adapters.run_classify_quality(text)
         assert label == "wiki" and 0.5 <= score <= 1.0
+    assert adapters.run_classify_quality(" ".join(SPAM * 4))[0] == "cc"  # keyword stuffing
+    rng = random.Random(30)
+    junk = [structural_junk(rng) for _ in range(30)]
+    assert sum(adapters.run_classify_quality(t)[0] == "cc" for t in junk) >= 27
     shipped = REPO / "data" / "models"
     assert any(p.stat().st_size < 1_000_000 for p in shipped.iterdir())
+
+
+def page(menu: list[str], paragraphs: list[str]) -> bytes:
+    links = "\n".join(f'<li><a href="/{i}">{item}</a></li>' for i, item in enumerate(menu))
+    body = "\n".join(f"<p>{p}</p>" for p in paragraphs)
+    return f"<html><body><nav><ul>{links}</ul></nav><main>{body}</main></body></html>".encode()
+
+
+def test_shipped_default_model_on_whole_pages(adapters):
+    rng = random.Random(31)
+    article = page(rng.sample(MENU_WORDS, 6), GOOD_PROSE + [prose(rng) for _ in range(3)])
+    assert adapters.run_classify_quality_page(article)[0] == "wiki"  # an article with a small menu
+    link_farm = page(MENU_WORDS + [f"{o.title()} {y}" for o in OBJECTS for y in (2019, 2020)], [])
+    assert adapters.run_classify_quality_page(link_farm)[0] == "cc"
+    teaser = page(MENU_WORDS, ["We use cookies to improve your experience. Accept all cookies?"])
+    assert adapters.run_classify_quality_page(teaser)[0] == "cc"
 
 
 def test_missing_model_file(adapters, tmp_path):
@@ -201,10 +235,27 @@ def test_train_script_on_warc_and_text_files(adapters, tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "held_out_accuracy" in result.stdout
-    accuracy = float(
-        next(line.split()[-1] for line in result.stdout.splitlines() if line.startswith("held_out_accuracy"))
-    )
+    # The metrics table's row: "held out", number of documents, accuracy, precision and recall.
+    row = re.search(r"^held out\s+(\d+)\s+([\d.]+)", result.stdout, re.MULTILINE)
+    accuracy = float(row.group(2))
     assert accuracy >= 0.9
     model = adapters.run_load_quality_model(out)
     assert adapters.run_classify_quality(dataset(1, seed=8)[0][0], model=model)[0] == "wiki"
+
+
+def test_a_page_becomes_article_positives_and_chrome_negatives(adapters):
+    rng = random.Random(32)
+    menu = [f"{item} {i}" for i, item in enumerate(MENU_WORDS * 2)]
+    html = page(menu, [prose(rng) for _ in range(6)]).replace(
+        b"</main>", b"</main><footer>" + page(menu, [])[12:-14] + b"</footer>"
+    )
+    examples = adapters.run_quality_page_examples(html)
+    positives = [text for text, positive in examples if positive]
+    negatives = [text for text, positive in examples if not positive]
+    assert positives and negatives
+    assert any(
+        prose(random.Random(32)) in " ".join(p.split()) for p in positives
+    )  # the article's first paragraph
+    menu_lines = set(menu)
+    for text in negatives:  # chrome only: every line a menu item
+        assert all(line.strip("• ").strip() in menu_lines for line in text.splitlines() if line.strip())
