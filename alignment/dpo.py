@@ -18,8 +18,9 @@ in the difference anyway); the reference model stays in eval mode under ``torch.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,8 +29,16 @@ from jaxtyping import Float
 from torch import Tensor
 
 from alignment.interop import eos_text, model_device
+from alignment.loop import (
+    Callback,
+    Evaluate,
+    StageLoop,
+    StageResult,
+    autocast,
+    check_config,
+    set_learning_rate,
+)
 from alignment.sft import ALPACA_TEMPLATE, get_response_log_probs, tokenize_prompt_and_output
-from basics.nn_utils import clip_gradients
 from basics.optim import AdamW
 
 PLAIN_TEMPLATE = "{prompt}{response}"  # the prompt already holds its own template (e.g. R1-Zero)
@@ -124,10 +133,32 @@ class DPOConfig:
     beta: float = 0.1  # DPO temperature
     learning_rate: float = 3e-5  # constant learning rate after warmup
     warmup_steps: int = 10  # linear warmup steps
-    max_grad_norm: float = 1.0  # gradient clipping threshold
+    max_grad_norm: float = 1.0  # gradient clipping threshold (0: no clipping)
     alpaca_template: bool = False  # wrap prompts in the Alpaca template (else the prompt is used as is)
     eval_every: int = 25  # steps between evaluation callbacks (0: never)
+    checkpoint_every: int = 50  # steps between resumable checkpoints (0: only at the end)
     seed: int = 0  # sampling seed for batches
+
+    def __post_init__(self) -> None:
+        check_config(
+            self,
+            positive=("steps", "batch_size", "beta", "learning_rate"),
+            non_negative=("warmup_steps", "max_grad_norm", "eval_every", "checkpoint_every"),
+        )
+
+
+@torch.no_grad()
+def reference_log_probs(
+    reference: Any, tokenizer: Any, pairs: Sequence[tuple[str, str, str]], template: str, batch_size: int = 64
+) -> tuple[Float[Tensor, " pairs"], Float[Tensor, " pairs"]]:
+    """Sequence log-probs of every chosen and rejected response under the frozen reference."""
+    chosen, rejected = [], []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        prompts = [p for p, _, _ in chunk]
+        chosen.append(sequence_log_probs(reference, tokenizer, prompts, [c for _, c, _ in chunk], template))
+        rejected.append(sequence_log_probs(reference, tokenizer, prompts, [r for _, _, r in chunk], template))
+    return torch.cat(chosen), torch.cat(rejected)
 
 
 def train_dpo(
@@ -136,64 +167,52 @@ def train_dpo(
     tokenizer: Any,
     pairs: Sequence[tuple[str, str, str]],
     config: DPOConfig,
-    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-) -> Iterator[dict[str, float]]:
-    """Train ``policy`` on (prompt, chosen, rejected) triples; yields metrics per step.
+    *,
+    evaluate: Evaluate | None = None,
+    callback: Callback | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+) -> StageResult:
+    """Train ``policy`` on (prompt, chosen, rejected) triples; ``callback(metrics)`` after every step.
 
     Reference log-probs are computed once for every pair before training (the reference never changes).
+    Checkpoints, resume and the divergence stop work as in ``alignment.sft.train_sft``.
     """
     if not pairs:
         raise ValueError("train_dpo needs at least one (prompt, chosen, rejected) triple")
     template = ALPACA_TEMPLATE if config.alpaca_template else PLAIN_TEMPLATE
     device = model_device(policy)
-    ref_chosen, ref_rejected = [], []
-    with torch.no_grad():
-        for start in range(0, len(pairs), 64):
-            chunk = pairs[start : start + 64]
-            prompts = [p for p, _, _ in chunk]
-            ref_chosen.append(
-                sequence_log_probs(reference, tokenizer, prompts, [c for _, c, _ in chunk], template)
-            )
-            ref_rejected.append(
-                sequence_log_probs(reference, tokenizer, prompts, [r for _, _, r in chunk], template)
-            )
-    cached_chosen = torch.cat(ref_chosen).to(device)
-    cached_rejected = torch.cat(ref_rejected).to(device)
-
+    ref_chosen, ref_rejected = (
+        t.to(device) for t in reference_log_probs(reference, tokenizer, pairs, template)
+    )
     optimizer = AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=0.0)
     rng = random.Random(config.seed)
-    policy.train()
-    for step in range(1, config.steps + 1):
+    loop = StageLoop(
+        "dpo",
+        policy,
+        optimizer,
+        config,
+        evaluate=evaluate,
+        callback=callback,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        rngs={"batches": rng},
+    )
+    for step in loop.steps(config.steps):
         lr = config.learning_rate * min(1.0, step / max(1, config.warmup_steps))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rate(optimizer, lr)
         index = [rng.randrange(len(pairs)) for _ in range(config.batch_size)]
         prompts = [pairs[i][0] for i in index]
-        chosen = sequence_log_probs(policy, tokenizer, prompts, [pairs[i][1] for i in index], template)
-        rejected = sequence_log_probs(policy, tokenizer, prompts, [pairs[i][2] for i in index], template)
-        loss, stats = dpo_loss(chosen, rejected, cached_chosen[index], cached_rejected[index], config.beta)
+        with autocast(policy):
+            chosen = sequence_log_probs(policy, tokenizer, prompts, [pairs[i][1] for i in index], template)
+            rejected = sequence_log_probs(policy, tokenizer, prompts, [pairs[i][2] for i in index], template)
+        loss, stats = dpo_loss(chosen, rejected, ref_chosen[index], ref_rejected[index], config.beta)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = clip_gradients(policy.parameters(), config.max_grad_norm)
-        optimizer.step()
-        metrics = {
-            "step": step,
-            "loss": float(loss.detach()),
-            "lr": lr,
-            **{k: float(v) for k, v in stats.items()},
-        }
-        if grad_norm is not None:
-            metrics["grad_norm"] = float(grad_norm)
-        if (
-            evaluate is not None
-            and config.eval_every
-            and (step % config.eval_every == 0 or step == config.steps)
-        ):
-            policy.eval()
-            metrics.update(evaluate(policy))
-            policy.train()
-        yield metrics
-    policy.eval()
+        grad_norm = loop.optimizer_step(float(loss.detach()))
+        stats = {k: float(v) for k, v in stats.items()}
+        loop.end_step({"loss": float(loss.detach()), "lr": lr, **stats, "grad_norm": grad_norm})
+    return loop.result()
 
 
 def sample_preference_pairs(
@@ -203,14 +222,16 @@ def sample_preference_pairs(
     reward_fn: Callable[[str, Any], dict[str, float]],
     *,
     samples_per_prompt: int = 4,
+    pairs_per_prompt: int = 1,
     max_new_tokens: int = 60,
     temperature: float = 1.0,
     stop: Sequence[str] = ("</answer>",),
     generator: torch.Generator | None = None,
 ) -> tuple[list[tuple[str, str, str]], dict[str, int]]:
     """On-policy preference data: for each ``(prompt, ground_truth, fallback_chosen, fallback_rejected)``,
-    sample responses, pair a correct one (chosen) with an incorrect one (rejected); when the samples are
-    all correct or all wrong, the fallback (e.g. the worked solution / a corrupted one) fills the gap.
+    sample responses and pair correct ones (chosen) with incorrect ones (rejected), up to
+    ``pairs_per_prompt`` distinct pairs; when the samples are all correct or all wrong, the fallback
+    (e.g. the worked solution / a corrupted one) fills the gap.
 
     Returns the (prompt, chosen, rejected) triples and counts of how many sides came from the policy."""
     from alignment.sampling import sample_completions
@@ -229,9 +250,10 @@ def sample_preference_pairs(
     for i, (prompt, truth, fallback_chosen, fallback_rejected) in enumerate(examples):
         group = responses[i * samples_per_prompt : (i + 1) * samples_per_prompt]
         rewards = [float(reward_fn(r, truth)["reward"]) for r in group]
-        good = [r for r, w in zip(group, rewards) if w > 0.5]
-        bad = [r for r, w in zip(group, rewards) if w <= 0.5]
+        good = list(dict.fromkeys(r for r, w in zip(group, rewards) if w > 0.5))  # distinct, in order
+        bad = list(dict.fromkeys(r for r, w in zip(group, rewards) if w <= 0.5))
         counts["policy_chosen"] += bool(good)
         counts["policy_rejected"] += bool(bad)
-        pairs.append((prompt, good[0] if good else fallback_chosen, bad[0] if bad else fallback_rejected))
+        combos = [(g, b) for g in good or [fallback_chosen] for b in bad or [fallback_rejected]]
+        pairs.extend((prompt, g, b) for g, b in combos[:pairs_per_prompt])
     return pairs, counts

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from alignment.interop import model_device
+from alignment.jsonl import read_jsonl
 from alignment.rewards import R1_ZERO_PROMPT, gsm8k_ground_truth, parse_mmlu_response
 from alignment.sampling import sample_completions
 
@@ -76,14 +77,17 @@ def load_gsm8k(source: str | Path, split: str = "test", from_hub: bool = False) 
     """GSM8K examples as ``{"question", "answer"}`` with ``answer`` the final number (from ``####``)."""
     path = Path(source)
     if path.is_file():
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = read_jsonl(path, {"question": str, "answer": str}, "GSM8K")
     else:
         records = list(_hub(str(source), from_hub, "GSM8K").load_dataset(str(source), "main", split=split))
     examples = []
     for i, record in enumerate(records):
+        where = f"{source}:{record['_line']}" if "_line" in record else f"{source}: record {i}"
         if "question" not in record or "answer" not in record:
-            raise ValueError(f"{source}: record {i} needs 'question' and 'answer' keys")
-        examples.append({"question": record["question"], "answer": gsm8k_ground_truth(record["answer"])})
+            raise ValueError(f"{where}: needs 'question' and 'answer' keys")
+        examples.append(
+            {"question": record["question"], "answer": gsm8k_ground_truth(record["answer"], where)}
+        )
     return examples
 
 
@@ -118,15 +122,9 @@ def load_mmlu(source: str | Path, subject: str | None = None) -> list[dict[str, 
 
 
 def load_task_jsonl(source: str | Path) -> list[dict[str, str]]:
-    """Generated task data: JSONL with ``prompt`` and ``answer`` keys."""
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"task file not found: {source}")
-    examples = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    for i, example in enumerate(examples):
-        if "prompt" not in example or "answer" not in example:
-            raise ValueError(f"{source}: line {i + 1} needs 'prompt' and 'answer' keys")
-    return examples
+    """Generated task data: JSONL with string ``prompt`` and ``answer`` keys."""
+    records = read_jsonl(source, {"prompt": str, "answer": str}, "task")
+    return [{k: v for k, v in r.items() if k != "_line"} for r in records]
 
 
 def gsm8k_prompt(question: str, template: str = R1_ZERO_PROMPT) -> str:
@@ -262,3 +260,29 @@ def make_evaluator(
         return {prefix + k: float(v) for k, v in result.to_dict().items() if k != "n"}
 
     return evaluate
+
+
+def make_rl_evaluator(
+    tokenizer: Any,
+    prompts: Sequence[str],
+    ground_truths: Sequence[Any],
+    reward_fn: RewardFn,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int = 12345,
+) -> Callable[[Any], dict[str, float]]:
+    """Held-out accuracy two ways: greedy (``heldout_*``) and sampled at the rollout ``temperature``
+    (``heldout_sampled_*``, the quantity RL optimises), each with its 95% interval."""
+    greedy = make_evaluator(tokenizer, prompts, ground_truths, reward_fn, max_new_tokens=max_new_tokens)
+    sampled = make_evaluator(
+        tokenizer,
+        prompts,
+        ground_truths,
+        reward_fn,
+        max_new_tokens=max_new_tokens,
+        prefix="heldout_sampled_",
+        temperature=temperature,
+        seed=seed,
+    )
+    return lambda model: greedy(model) | sampled(model)

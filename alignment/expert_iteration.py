@@ -15,13 +15,15 @@ also discusses restarting from the base model).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from alignment.interop import model_device
+from alignment.loop import Callback, Evaluate, StageLoop, StageResult, TrainingDiverged, check_config
 from alignment.sampling import sample_completions
 from alignment.sft import SFTConfig, train_sft
 
@@ -37,7 +39,24 @@ class ExpertIterationConfig:
     sft_steps: int = 50  # SFT optimizer steps per round
     batch_size: int = 32  # SFT examples per step
     learning_rate: float = 1e-3  # SFT peak learning rate
+    eval_every: int = 1  # rounds between evaluation callbacks (0: never)
+    checkpoint_every: int = 1  # rounds between resumable checkpoints (0: only at the end)
     seed: int = 0  # question sampling seed
+
+    def __post_init__(self) -> None:
+        check_config(
+            self,
+            positive=("iterations", "questions_per_iteration", "samples_per_question", "max_new_tokens"),
+            non_negative=("temperature", "eval_every", "checkpoint_every"),
+        )
+        check_config(self, positive=("sft_steps", "batch_size", "learning_rate"))
+
+
+def filter_correct(
+    prompts: Sequence[str], responses: Sequence[str], rewards: Sequence[float]
+) -> list[tuple[str, str]]:
+    """The (prompt, response) pairs the verifier accepted (reward > 0.5), duplicates removed, sorted."""
+    return sorted({(p, r) for p, r, w in zip(prompts, responses, rewards) if w > 0.5})
 
 
 def expert_iteration(
@@ -46,14 +65,31 @@ def expert_iteration(
     questions: Sequence[tuple[str, Any]],
     reward_fn: Callable[[str, Any], dict[str, float]],
     config: ExpertIterationConfig,
-    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-) -> Iterator[dict[str, float]]:
-    """Run expert iteration on (prompt, ground_truth) pairs; yields one metrics dict per round."""
+    *,
+    evaluate: Evaluate | None = None,
+    callback: Callback | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+) -> StageResult:
+    """Run expert iteration on (prompt, ground_truth) pairs; ``callback(metrics)`` after every round."""
     if not questions:
         raise ValueError("expert_iteration needs at least one (prompt, ground_truth) pair")
     rng = random.Random(config.seed)
     generator = torch.Generator(device=model_device(policy)).manual_seed(config.seed)
-    for iteration in range(1, config.iterations + 1):
+    rngs = {"questions": rng, "sampling": generator}
+    # no optimizer of its own: each round's SFT starts a fresh AdamW
+    loop = StageLoop(
+        "expert_iteration",
+        policy,
+        None,
+        config,
+        evaluate=evaluate,
+        callback=callback,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        rngs=rngs,
+    )
+    for iteration in loop.steps(config.iterations):
         chosen = rng.sample(list(questions), min(config.questions_per_iteration, len(questions)))
         prompts = [p for p, _ in chosen for _ in range(config.samples_per_question)]
         truths = [t for _, t in chosen for _ in range(config.samples_per_question)]
@@ -67,25 +103,34 @@ def expert_iteration(
             generator=generator,
         )
         rewards = [float(reward_fn(r, t)["reward"]) for r, t in zip(responses, truths)]
-        kept = sorted({(p, r) for p, r, w in zip(prompts, responses, rewards) if w > 0.5})
-        metrics: dict[str, float] = {
-            "iteration": iteration,
-            "sample_reward": sum(rewards) / len(rewards),
-            "kept_examples": len(kept),
-        }
+        kept = filter_correct(prompts, responses, rewards)
+        metrics = {"sample_reward": sum(rewards) / len(rewards), "kept_examples": len(kept)}
         if kept:
-            sft = SFTConfig(
-                steps=config.sft_steps,
-                batch_size=config.batch_size,
-                learning_rate=config.learning_rate,
-                min_learning_rate=config.learning_rate / 10,
-                warmup_steps=min(5, config.sft_steps),
-                eval_every=0,
-                seed=config.seed + iteration,
-            )
-            losses = [step["loss"] for step in train_sft(policy, tokenizer, kept, sft)]
-            metrics["sft_loss"] = losses[-1]
-        if evaluate is not None:
-            policy.eval()
-            metrics.update(evaluate(policy))
-        yield metrics
+            metrics["sft_loss"] = _sft_round(policy, tokenizer, kept, config, iteration, loop)
+        loop.end_step(metrics)
+    return loop.result()
+
+
+def _sft_round(
+    policy: Any,
+    tokenizer: Any,
+    kept: list[tuple[str, str]],
+    config: ExpertIterationConfig,
+    iteration: int,
+    loop: StageLoop,
+) -> float:
+    sft = SFTConfig(
+        steps=config.sft_steps,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        min_learning_rate=config.learning_rate / 10,
+        warmup_steps=min(5, config.sft_steps),
+        eval_every=0,
+        checkpoint_every=0,
+        seed=config.seed + iteration,
+    )
+    try:
+        result = train_sft(policy, tokenizer, kept, sft)
+    except TrainingDiverged as error:
+        raise TrainingDiverged(f"expert iteration round {iteration}: {error}; {loop.last_good()}") from None
+    return result.metrics["loss"]

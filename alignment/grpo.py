@@ -20,8 +20,9 @@ rollouts sampled with the policy being trained (no separate inference engine).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -29,9 +30,16 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from alignment.interop import eos_text, model_device
+from alignment.loop import (
+    Callback,
+    Evaluate,
+    StageLoop,
+    StageResult,
+    autocast,
+    check_config,
+)
 from alignment.sampling import sample_completions
 from alignment.sft import get_response_log_probs, tokenize_prompt_and_output
-from basics.nn_utils import clip_gradients
 from basics.optim import AdamW
 
 LossType = Literal["no_baseline", "reinforce_with_baseline", "grpo_clip"]
@@ -180,9 +188,158 @@ class GRPOConfig:
     microbatch_size: int = 32  # rollouts per forward/backward (gradient accumulation over the batch)
     learning_rate: float = 2e-4  # constant learning rate (tiny CPU models; ~1e-6 for 1B+ models)
     weight_decay: float = 0.0  # AdamW weight decay
-    max_grad_norm: float = 1.0  # gradient clipping threshold
+    max_grad_norm: float = 1.0  # gradient clipping threshold (0: no clipping)
     eval_every: int = 10  # rollout batches between evaluation callbacks (0: never)
+    checkpoint_every: int = 10  # rollout batches between resumable checkpoints (0: only at the end)
     seed: int = 0  # question sampling and rollout seed
+
+    def __post_init__(self) -> None:
+        check_config(
+            self,
+            positive=("steps", "prompts_per_step", "max_new_tokens", "epochs_per_rollout_batch"),
+            non_negative=("temperature", "advantage_eps", "weight_decay", "max_grad_norm"),
+            unit_interval=("cliprange",),
+        )
+        check_config(
+            self,
+            positive=("microbatch_size", "learning_rate"),
+            non_negative=("eval_every", "checkpoint_every"),
+            # the group is its own baseline: a mean (and a std) of one reward is no baseline at all
+            at_least_two=("group_size",),
+        )
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"GRPOConfig.top_p must be in (0, 1], got {self.top_p}")
+        if self.loss_type not in ("no_baseline", "reinforce_with_baseline", "grpo_clip"):
+            raise ValueError("GRPOConfig.loss_type must be no_baseline, reinforce_with_baseline or grpo_clip")
+        if self.epochs_per_rollout_batch > 1 and self.loss_type != "grpo_clip":
+            raise ValueError("several epochs per rollout batch are off-policy: use loss_type='grpo_clip'")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rollouts: sample, score, tokenize
+
+
+@dataclass
+class Rollouts:
+    """One rollout batch: G responses for each of Q questions (rollouts = Q * G, question-major)."""
+
+    prompts: list[str]  # (rollouts,) each prompt repeated G times in a row
+    responses: list[str]  # (rollouts,) decoded, cut after the stop string
+    advantages: Float[Tensor, " rollouts"]  # group-normalised rewards
+    raw_rewards: Float[Tensor, " rollouts"]
+    reward_stats: dict[str, float]
+    microbatches: list[dict[str, Tensor]]  # tokenized chunks of microbatch_size rows, on the model's device
+
+
+def tokenize_rollouts(
+    tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], microbatch_size: int, device: Any
+) -> list[dict[str, Tensor]]:
+    """Prompt+response token ids, shifted labels and the response mask, in chunks of ``microbatch_size``.
+
+    A response that stopped at EOS right away is empty: it is trained on as the EOS token (the policy's
+    choice to stop is an action too), never as nothing (an empty mask would make its mean NaN).
+    """
+    texts = [r if r else eos_text(tokenizer) for r in responses]
+    chunks = []
+    for start in range(0, len(prompts), microbatch_size):
+        end = start + microbatch_size
+        data = tokenize_prompt_and_output(prompts[start:end], texts[start:end], tokenizer)
+        chunks.append({k: v.to(device) for k, v in data.items()})  # each (micro, seq)
+    return chunks
+
+
+@torch.no_grad()
+def add_log_probs(model: Any, microbatches: Sequence[dict[str, Tensor]], key: str) -> None:
+    """Store ``model``'s per-token log-probs of each microbatch's labels under ``key`` (no gradient):
+    the behaviour policy's ("old") log-probs for the clipped ratio, or a frozen reference's for a KL."""
+    for data in microbatches:
+        with autocast(model):
+            data[key] = get_response_log_probs(model, data["input_ids"], data["labels"])["log_probs"]
+
+
+def collect_rollouts(
+    policy: Any,
+    tokenizer: Any,
+    questions: Sequence[tuple[str, Any]],
+    reward_fn: Callable[[str, Any], dict[str, float]],
+    config: GRPOConfig,
+    generator: torch.Generator | None = None,
+) -> Rollouts:
+    """Sample ``group_size`` responses per question, score them, normalise within each group, tokenize."""
+    prompts = [
+        p for p, _ in questions for _ in range(config.group_size)
+    ]  # question-major: groups are contiguous
+    truths = [t for _, t in questions for _ in range(config.group_size)]
+    responses = sample_completions(
+        policy,
+        tokenizer,
+        prompts,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        stop=config.stop,
+        batch_size=len(prompts),
+        generator=generator,
+    )
+    advantages, raw_rewards, stats = compute_group_normalized_rewards(
+        reward_fn, responses, truths, config.group_size, config.advantage_eps, config.normalize_by_std
+    )
+    device = model_device(policy)
+    microbatches = tokenize_rollouts(tokenizer, prompts, responses, config.microbatch_size, device)
+    for start, data in zip(range(0, len(prompts), config.microbatch_size), microbatches):
+        rows = slice(start, start + config.microbatch_size)
+        data["advantages"] = advantages[rows, None].to(device)  # (micro, 1): one advantage per sequence
+        data["raw_rewards"] = raw_rewards[rows, None].to(device)
+    if config.loss_type == "grpo_clip":  # pi_old: the policy that sampled, frozen before the first update
+        add_log_probs(policy, microbatches, "old_log_probs")
+    return Rollouts(prompts, responses, advantages, raw_rewards, stats, microbatches)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The policy update and the loop
+
+
+def grpo_policy_update(
+    policy: Any, rollouts: Rollouts, config: GRPOConfig, loop: StageLoop
+) -> dict[str, float]:
+    """``epochs_per_rollout_batch`` optimizer steps on one rollout batch, each accumulating gradients
+    over every microbatch (so one step sees the whole batch, whatever the microbatch size)."""
+    accumulation = len(rollouts.microbatches)
+    sums = {"loss": 0.0, "entropy": 0.0, "clipped": 0.0, "tokens": 0, "grad_norm": 0.0}
+    for _ in range(config.epochs_per_rollout_batch):
+        loop.optimizer.zero_grad(set_to_none=True)
+        epoch_loss = 0.0
+        for data in rollouts.microbatches:
+            with autocast(policy):
+                out = get_response_log_probs(
+                    policy, data["input_ids"], data["labels"], return_token_entropy=True
+                )
+            loss, meta = grpo_microbatch_train_step(
+                out["log_probs"],
+                data["response_mask"],
+                accumulation,
+                config.loss_type,
+                raw_rewards=data["raw_rewards"],
+                advantages=data["advantages"],
+                old_log_probs=data.get("old_log_probs"),  # None unless grpo_clip
+                cliprange=config.cliprange,
+            )
+            epoch_loss += float(loss)
+            mask = data["response_mask"]  # (micro, seq): statistics over response tokens only
+            tokens = int(mask.sum())
+            sums["entropy"] += float((out["token_entropy"].detach() * mask).sum())
+            sums["clipped"] += float(meta.get("clip_fraction", 0.0)) * tokens
+            sums["tokens"] += tokens
+        sums["grad_norm"] = loop.optimizer_step(epoch_loss)  # stops on a non-finite loss or gradient
+        sums["loss"] += epoch_loss
+    tokens = max(sums["tokens"], 1)
+    return {
+        "loss": sums["loss"] / config.epochs_per_rollout_batch,
+        "entropy": sums["entropy"] / tokens,
+        "clip_fraction": sums["clipped"] / tokens,
+        "response_tokens": sums["tokens"] / (len(rollouts.prompts) * config.epochs_per_rollout_batch),
+        "grad_norm": sums["grad_norm"],
+    }
 
 
 def train_grpo(
@@ -191,105 +348,43 @@ def train_grpo(
     questions: Sequence[tuple[str, Any]],
     reward_fn: Callable[[str, Any], dict[str, float]],
     config: GRPOConfig,
-    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-) -> Iterator[dict[str, float]]:
-    """GRPO on (prompt, ground_truth) pairs; yields one metrics dict per rollout batch.
+    *,
+    evaluate: Evaluate | None = None,
+    callback: Callback | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+) -> StageResult:
+    """GRPO on (prompt, ground_truth) pairs; ``callback(metrics)`` after every rollout batch.
 
-    Each step samples ``group_size`` rollouts for ``prompts_per_step`` questions, computes group-normalised
-    advantages, records the old log-probs (when the loss needs them), then takes
-    ``epochs_per_rollout_batch`` optimizer steps, each accumulating gradients over microbatches.
+    Each step: draw ``prompts_per_step`` questions, collect their rollouts (sample, score, normalise in
+    groups, record old log-probs for the clipped loss), then update the policy on them. Checkpoints,
+    resume and the divergence stop work as in ``alignment.sft.train_sft``.
     """
     if not questions:
         raise ValueError("train_grpo needs at least one (prompt, ground_truth) pair")
-    if config.epochs_per_rollout_batch > 1 and config.loss_type != "grpo_clip":
-        raise ValueError("several epochs per rollout batch are off-policy: use loss_type='grpo_clip'")
-    device = model_device(policy)
     optimizer = AdamW(
         policy.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay
     )
     rng = random.Random(config.seed)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    rollouts = config.prompts_per_step * config.group_size
-    micro = min(config.microbatch_size, rollouts)
-    accumulation = -(-rollouts // micro)  # ceil
-    needs_old = config.loss_type == "grpo_clip"
-    for step in range(1, config.steps + 1):
+    generator = torch.Generator(device=model_device(policy)).manual_seed(config.seed)
+    loop = StageLoop(
+        "grpo",
+        policy,
+        optimizer,
+        config,
+        evaluate=evaluate,
+        callback=callback,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        rngs={"questions": rng, "sampling": generator},
+    )
+    for _ in loop.steps(config.steps):
         chosen = [questions[rng.randrange(len(questions))] for _ in range(config.prompts_per_step)]
-        prompts = [p for p, _ in chosen for _ in range(config.group_size)]
-        truths = [t for _, t in chosen for _ in range(config.group_size)]
-        responses = sample_completions(
-            policy,
-            tokenizer,
-            prompts,
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            stop=config.stop,
-            batch_size=rollouts,
-            generator=generator,
+        rollouts = collect_rollouts(policy, tokenizer, chosen, reward_fn, config, generator)
+        metrics = grpo_policy_update(policy, rollouts, config, loop)
+        metrics["reward"] = rollouts.reward_stats["reward_mean"]
+        metrics.update(
+            {k: v for k, v in rollouts.reward_stats.items() if k in ("format_reward", "answer_reward")}
         )
-        advantages, raw_rewards, reward_meta = compute_group_normalized_rewards(
-            reward_fn, responses, truths, config.group_size, config.advantage_eps, config.normalize_by_std
-        )
-        # a response that stopped at EOS right away is the EOS token: train on it rather than on nothing
-        eos = eos_text(tokenizer)
-        texts = [r if r else eos for r in responses]
-        batches = []
-        for start in range(0, rollouts, micro):
-            data = tokenize_prompt_and_output(
-                prompts[start : start + micro], texts[start : start + micro], tokenizer
-            )
-            data = {k: v.to(device) for k, v in data.items()}
-            data["advantages"] = advantages[start : start + micro, None].to(device)
-            data["raw_rewards"] = raw_rewards[start : start + micro, None].to(device)
-            if needs_old:
-                with torch.no_grad():
-                    data["old_log_probs"] = get_response_log_probs(policy, data["input_ids"], data["labels"])[
-                        "log_probs"
-                    ]
-            batches.append(data)
-
-        policy.train()
-        loss_total, entropy_sum, clip_sum, tokens = 0.0, 0.0, 0.0, 0
-        for _ in range(config.epochs_per_rollout_batch):
-            optimizer.zero_grad(set_to_none=True)
-            for data in batches:
-                out = get_response_log_probs(
-                    policy, data["input_ids"], data["labels"], return_token_entropy=True
-                )
-                loss, meta = grpo_microbatch_train_step(
-                    out["log_probs"],
-                    data["response_mask"],
-                    accumulation,
-                    config.loss_type,
-                    raw_rewards=data["raw_rewards"],
-                    advantages=data["advantages"],
-                    old_log_probs=data.get("old_log_probs"),
-                    cliprange=config.cliprange,
-                )
-                loss_total += float(loss)
-                mask = data["response_mask"]
-                entropy_sum += float((out["token_entropy"].detach() * mask).sum())
-                if "clip_fraction" in meta:
-                    clip_sum += float(meta["clip_fraction"]) * int(mask.sum())
-                tokens += int(mask.sum())
-            grad_norm = clip_gradients(policy.parameters(), config.max_grad_norm)
-            optimizer.step()
-        policy.eval()
-        metrics = {
-            "step": step,
-            "loss": loss_total / config.epochs_per_rollout_batch,
-            "reward": reward_meta["reward_mean"],
-            "entropy": entropy_sum / max(tokens, 1),
-            "clip_fraction": clip_sum / max(tokens, 1),
-            "response_tokens": tokens / (rollouts * config.epochs_per_rollout_batch),
-            "grad_norm": float(grad_norm),
-        }
-        metrics.update({k: v for k, v in reward_meta.items() if k in ("format_reward", "answer_reward")})
-        if (
-            evaluate is not None
-            and config.eval_every
-            and (step % config.eval_every == 0 or step == config.steps)
-        ):
-            metrics.update(evaluate(policy))
-        yield metrics
+        loop.end_step(metrics)
+    return loop.result()

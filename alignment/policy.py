@@ -67,6 +67,8 @@ def load_policy(
         from basics.model import ModelConfig, TransformerLM
 
         config = read_checkpoint_config(path)
+        if config and config.get("kind") == "reward_model":
+            raise ValueError(f"{path} is a reward model, not a policy (load it with load_reward_model)")
         if not config or "model" not in config:
             raise ValueError(
                 f"{path}: checkpoint has no model config; save it with alignment.policy.save_policy"

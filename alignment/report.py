@@ -1,12 +1,28 @@
-"""Small reporting helpers for the stage scripts: a before/after table as text and a metric curve PNG.
+"""Small helpers for the stage scripts: their shared flags, a log line, a before/after table as text and
+a metric curve PNG.
 
 Library code does not print; these return strings or write files, and the scripts show them.
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
+
+
+def add_stage_arguments(parser: argparse.ArgumentParser, out: str, init: str | None) -> None:
+    """The flags every stage script takes: --init, --out, --device, --threads, --resume."""
+    init_help = "checkpoint file or HF model name/path" + (
+        " (default: a fresh model)" if init is None else ""
+    )
+    parser.add_argument("--init", default=init, help=init_help)
+    parser.add_argument("--out", type=Path, default=Path(out), help="output directory")
+    parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: reproducible timings)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints"
+    )
 
 
 def format_table(rows: Sequence[dict[str, object]]) -> str:
@@ -52,3 +68,15 @@ def save_curve(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def format_metrics(metrics: dict[str, object], elapsed_s: float | None = None) -> str:
+    """One log line: ``[   12s] step 25  loss 0.4321  lr 0.003 ...`` (floats to 4 significant digits)."""
+    parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()]
+    head = f"[{elapsed_s:6.0f}s] " if elapsed_s is not None else ""
+    return head + "  ".join(parts)
+
+
+def policy_path(out_dir: Path, init: str | None) -> Path:
+    """Where a stage saves its policy: ``policy.pt`` for our checkpoints, a ``policy`` folder for HF."""
+    return out_dir / ("policy.pt" if init is None or Path(init).is_file() else "policy")

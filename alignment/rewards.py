@@ -172,11 +172,15 @@ def parse_gsm8k_response(text: str) -> str | None:
     return number.rstrip(".") or None
 
 
-def gsm8k_ground_truth(answer_field: str) -> str:
-    """The final answer after ``####`` in a GSM8K ``answer`` field, thousands separators removed."""
+def gsm8k_ground_truth(answer_field: str, where: str = "GSM8K") -> str:
+    """The final answer after ``####`` in a GSM8K ``answer`` field, thousands separators removed
+    (``where`` -- e.g. ``file:line`` -- starts the error message)."""
     if "####" not in answer_field:
-        raise ValueError("GSM8K answer has no '####' marker")
-    return answer_field.split("####")[-1].strip().replace(",", "")
+        raise ValueError(f"{where}: the answer has no '#### <final answer>' marker")
+    final = answer_field.split("####")[-1].strip().replace(",", "")
+    if not final:
+        raise ValueError(f"{where}: nothing after the '####' marker")
+    return final
 
 
 def gsm8k_reward_fn(response: str, ground_truth: str) -> dict[str, float]:

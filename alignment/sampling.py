@@ -33,7 +33,7 @@ from alignment.interop import (
     model_logits,
     pad_token_id,
 )
-from basics.generate import sample_next_token
+from basics.generate import generate, sample_next_token
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -104,8 +104,6 @@ def _generate_ids(
         )
         return out[:, ids.shape[1] :]
     if hasattr(model, "new_kv_cache"):  # our TransformerLM: unit 1's cached generation
-        from basics.generate import generate
-
         return generate(
             model,
             ids,

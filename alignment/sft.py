@@ -14,9 +14,8 @@ separate ``PackedSFTDataset`` for plain instruction tuning), and no loss-weighti
 
 from __future__ import annotations
 
-import json
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,16 @@ from alignment.interop import (
     model_logits,
     pad_token_id,
 )
-from basics.nn_utils import clip_gradients
+from alignment.jsonl import read_jsonl
+from alignment.loop import (
+    Callback,
+    Evaluate,
+    StageLoop,
+    StageResult,
+    autocast,
+    check_config,
+    set_learning_rate,
+)
 from basics.optim import AdamW, lr_cosine_schedule
 
 ALPACA_TEMPLATE = (
@@ -140,20 +148,9 @@ def format_example(prompt: str, response: str, template: str = ALPACA_TEMPLATE) 
 
 
 def read_prompt_response_jsonl(path: str | Path) -> list[dict[str, str]]:
-    """Read a JSONL file of ``{"prompt": ..., "response": ...}`` objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"SFT data file not found: {path}")
-    examples = []
-    with path.open() as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if "prompt" not in record or "response" not in record:
-                raise ValueError(f"{path}:{line_number}: each line needs 'prompt' and 'response' keys")
-            examples.append({"prompt": record["prompt"], "response": record["response"]})
-    return examples
+    """Read a JSONL file of ``{"prompt": ..., "response": ...}`` objects (strings; errors name file:line)."""
+    records = read_jsonl(path, {"prompt": str, "response": str}, "SFT data")
+    return [{"prompt": r["prompt"], "response": r["response"]} for r in records]
 
 
 class PackedSFTDataset(torch.utils.data.Dataset):
@@ -232,10 +229,40 @@ class SFTConfig:
     min_learning_rate: float = 3e-4  # learning rate at the end of the cosine
     warmup_steps: int = 20  # linear warmup steps
     weight_decay: float = 0.0  # AdamW weight decay
-    max_grad_norm: float = 1.0  # gradient clipping threshold
+    max_grad_norm: float = 1.0  # gradient clipping threshold (0: no clipping)
     append_eos: bool = True  # add the EOS token after each response so the model learns to stop
     eval_every: int = 50  # steps between calls of the evaluation callback (0: never)
+    checkpoint_every: int = 100  # steps between resumable checkpoints (0: only at the end)
     seed: int = 0  # shuffling seed
+
+    def __post_init__(self) -> None:
+        check_config(
+            self,
+            positive=("steps", "batch_size", "gradient_accumulation_steps", "learning_rate"),
+            non_negative=("min_learning_rate", "warmup_steps", "weight_decay", "max_grad_norm")
+            + ("eval_every", "checkpoint_every"),
+        )
+        if self.batch_size % self.gradient_accumulation_steps:
+            raise ValueError(
+                f"SFTConfig.batch_size ({self.batch_size}) must be divisible by "
+                f"gradient_accumulation_steps ({self.gradient_accumulation_steps})"
+            )
+        if self.min_learning_rate > self.learning_rate:
+            raise ValueError("SFTConfig.min_learning_rate must not exceed learning_rate")
+
+
+def sft_step_loss(
+    model: Any, tokenizer: Any, chunk: Sequence[tuple[str, str]], eos: str, accumulation: int
+) -> tuple[float, int]:
+    """Forward and backward one microbatch of (prompt, response) pairs; returns (loss, response tokens)."""
+    data = tokenize_prompt_and_output([p for p, _ in chunk], [r + eos for _, r in chunk], tokenizer)
+    data = {k: v.to(model_device(model)) for k, v in data.items()}  # (batch, seq) each
+    with autocast(model):
+        log_probs = get_response_log_probs(model, data["input_ids"], data["labels"])["log_probs"]
+    # normalise by the mean response length of the microbatch: a per-token loss, comparable across lengths
+    count = float(data["response_mask"].sum(dim=-1).float().mean().clamp(min=1))
+    loss, meta = sft_microbatch_train_step(log_probs, data["response_mask"], accumulation, count)
+    return float(loss), int(meta["response_tokens"])
 
 
 def train_sft(
@@ -243,60 +270,50 @@ def train_sft(
     tokenizer: Any,
     examples: Sequence[tuple[str, str]],
     config: SFTConfig,
-    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-) -> Iterator[dict[str, float]]:
+    *,
+    evaluate: Evaluate | None = None,
+    callback: Callback | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+) -> StageResult:
     """Fine-tune ``model`` on (prompt, response) pairs with the masked response loss.
 
-    Reuses unit 1's AdamW, cosine schedule and gradient clipping. Yields one metrics dict per step (with
-    the output of ``evaluate(model)`` merged in every ``eval_every`` steps and at the last step).
+    Reuses unit 1's AdamW, cosine schedule and gradient clipping; ``callback(metrics)`` after every step
+    (with ``evaluate(model)``'s output merged in every ``eval_every`` steps and at the last step);
+    checkpoints to ``checkpoint_dir`` every ``checkpoint_every`` steps (``resume=True`` continues from the
+    newest one). A non-finite loss or gradient raises ``TrainingDiverged``.
     """
     if not examples:
         raise ValueError("train_sft needs at least one (prompt, response) example")
-    if config.batch_size % config.gradient_accumulation_steps:
-        raise ValueError("batch_size must be divisible by gradient_accumulation_steps")
-    device = model_device(model)
     eos = eos_text(tokenizer) if config.append_eos else ""
     optimizer = AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     rng = random.Random(config.seed)
     micro = config.batch_size // config.gradient_accumulation_steps
-    model.train()
-    for step in range(1, config.steps + 1):
+    loop = StageLoop(
+        "sft",
+        model,
+        optimizer,
+        config,
+        evaluate=evaluate,
+        callback=callback,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        rngs={"batches": rng},
+    )
+    warmup = min(config.warmup_steps, config.steps)
+    for step in loop.steps(config.steps):
         lr = lr_cosine_schedule(
-            step - 1,
-            config.learning_rate,
-            config.min_learning_rate,
-            min(config.warmup_steps, config.steps),
-            config.steps,
+            step - 1, config.learning_rate, config.min_learning_rate, warmup, config.steps
         )
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rate(optimizer, lr)
         batch = [examples[rng.randrange(len(examples))] for _ in range(config.batch_size)]
         optimizer.zero_grad(set_to_none=True)
-        loss_sum, tokens = 0.0, 0
-        for start in range(0, config.batch_size, micro):
-            chunk = batch[start : start + micro]
-            data = tokenize_prompt_and_output([p for p, _ in chunk], [r + eos for _, r in chunk], tokenizer)
-            data = {k: v.to(device) for k, v in data.items()}
-            log_probs = get_response_log_probs(model, data["input_ids"], data["labels"])["log_probs"]
-            # normalise by the response tokens in the microbatch: a per-token mean, comparable across lengths
-            count = float(data["response_mask"].sum(dim=-1).float().mean().clamp(min=1))
-            loss, meta = sft_microbatch_train_step(
-                log_probs, data["response_mask"], config.gradient_accumulation_steps, count
+        loss, tokens = 0.0, 0
+        for start in range(0, config.batch_size, micro):  # gradient accumulation over microbatches
+            chunk_loss, chunk_tokens = sft_step_loss(
+                model, tokenizer, batch[start : start + micro], eos, config.gradient_accumulation_steps
             )
-            loss_sum += float(loss)
-            tokens += int(meta["response_tokens"])
-        grad_norm = clip_gradients(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        metrics = {"step": step, "loss": loss_sum, "lr": lr, "response_tokens": tokens}
-        if grad_norm is not None:
-            metrics["grad_norm"] = float(grad_norm)
-        if (
-            evaluate is not None
-            and config.eval_every
-            and (step % config.eval_every == 0 or step == config.steps)
-        ):
-            model.eval()
-            metrics.update(evaluate(model))
-            model.train()
-        yield metrics
-    model.eval()
+            loss, tokens = loss + chunk_loss, tokens + chunk_tokens
+        grad_norm = loop.optimizer_step(loss)
+        loop.end_step({"loss": loss, "lr": lr, "response_tokens": tokens, "grad_norm": grad_norm})
+    return loop.result()

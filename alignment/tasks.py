@@ -100,6 +100,21 @@ def wrong_solution(problem: Problem, rng: random.Random) -> str:
     return f"{head}<answer>{wrong}</answer>"
 
 
+def truncated_answer(problem: Problem) -> str:
+    """The worked solution with the answer's leading digit dropped -- shorter and wrong (``" 4+3=7,
+    1+2=3 </think> <answer>7</answer>"`` for 12+43; a one-digit answer becomes empty)."""
+    head = problem.solution.split("<answer>")[0]
+    answer = problem.answer[1:] if len(problem.answer) > 1 else ""
+    return f"{head}<answer>{answer}</answer>"
+
+
+def concise_annotator_pairs(problems: list[Problem]) -> list[tuple[str, str, str]]:
+    """Preference labels from a deliberately flawed annotator who always prefers the shorter answer:
+    (prompt, chosen = ``truncated_answer``, rejected = the correct worked solution). A reward model
+    trained on them learns "short is good" -- the flaw the PPO demo's reward hacking exploits."""
+    return [(p.prompt, truncated_answer(p), p.solution) for p in problems]
+
+
 def write_problems_jsonl(problems: list[Problem], path: str | Path) -> None:
     """One ``{"question", "answer", "prompt", "response"}`` object per line."""
     with Path(path).open("w") as f:
@@ -115,11 +130,11 @@ def write_problems_jsonl(problems: list[Problem], path: str | Path) -> None:
 def byte_tokenizer() -> Any:
     """Our ``Tokenizer`` with the 256 byte tokens and no merges (a character-level tokenizer for ASCII)
     plus ``<|endoftext|>`` as id 256."""
-    from basics.tokenizer import Tokenizer
+    from basics.tokenizer import ENDOFTEXT, Tokenizer
 
     vocab = {i: bytes([i]) for i in range(256)}
-    vocab[256] = b"<|endoftext|>"
-    return Tokenizer(vocab, [], ["<|endoftext|>"])
+    vocab[256] = ENDOFTEXT.encode()
+    return Tokenizer(vocab, [], [ENDOFTEXT])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -138,6 +153,11 @@ class TaskConfig:
     full_prompt: bool = False  # use the full R1-Zero system prompt (default for GSM8K files)
     sloppy_fraction: float = 0.0  # share of addition SFT solutions whose answer line drops the final carry
     data_seed: int = 0  # data generation seed
+
+    def __post_init__(self) -> None:
+        from alignment.loop import check_config
+
+        check_config(self, positive=("digits", "train_size", "eval_size"), unit_interval=("sloppy_fraction",))
 
 
 @dataclass(frozen=True)
@@ -175,19 +195,16 @@ def load_task(config: TaskConfig) -> TaskData:
 
 def read_gsm8k_problems(path: str | Path) -> list[Problem]:
     """GSM8K-format JSONL as R1-Zero problems; the reasoning before ``####`` becomes the worked solution."""
+    from alignment.jsonl import read_jsonl
     from alignment.rewards import R1_ZERO_PROMPT, gsm8k_ground_truth
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"task file not found: {path} (use --task addition or a GSM8K-format JSONL)")
     problems = []
-    for line_number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        record = json.loads(line)
-        if "question" not in record or "answer" not in record:
-            raise ValueError(f"{path}:{line_number}: needs 'question' and 'answer' keys")
-        answer = gsm8k_ground_truth(record["answer"])
+    for record in read_jsonl(path, {"question": str, "answer": str}, "GSM8K-format task"):
+        where = f"{path}:{record['_line']}"
+        answer = gsm8k_ground_truth(record["answer"], where)
         reasoning = record["answer"].split("####")[0].strip()
         prompt = R1_ZERO_PROMPT.format(question=record["question"])
         problems.append(

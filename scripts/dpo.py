@@ -5,6 +5,7 @@ incorrect one (rejected); the worked solution or a corrupted answer fills in whe
 script prints, before and after DPO, the held-out *preference accuracy* (how often the policy gives the
 chosen response a higher log-probability) and the held-out greedy accuracy, logs the implicit-reward
 accuracy and margin, and saves the policy and a curve PNG. Reference log-probs are computed once.
+Checkpoints go to OUT/checkpoints every --checkpoint-every steps; --resume continues an interrupted run.
 
 Examples:
     python scripts/sft.py --out runs/sft && python scripts/dpo.py --init runs/sft/policy.pt --out runs/dpo
@@ -17,109 +18,120 @@ from __future__ import annotations
 import argparse
 import copy
 import random
+import sys
 import time
-from pathlib import Path
 
 import torch
 
 from alignment.dpo import PLAIN_TEMPLATE, DPOConfig, preference_metrics, sample_preference_pairs, train_dpo
 from alignment.evaluate import make_evaluator
+from alignment.loop import TrainingDiverged
 from alignment.policy import load_policy, save_policy
-from alignment.report import format_table, save_curve
+from alignment.report import add_stage_arguments, format_metrics, format_table, policy_path, save_curve
 from alignment.rewards import r1_zero_reward_fn
 from alignment.sft import ALPACA_TEMPLATE
 from alignment.tasks import TaskConfig, load_task, wrong_solution
 from basics.cli import add_config_arguments, config_from_arguments, run_main
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--init", default="runs/sft/policy.pt", help="checkpoint file or HF model name/path")
-    parser.add_argument("--out", type=Path, default=Path("runs/dpo"), help="output directory")
-    parser.add_argument("--device", default="cpu", help="torch device")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_stage_arguments(parser, out="runs/dpo", init="runs/sft/policy.pt")
     parser.add_argument("--train-pairs", type=int, default=512, help="training questions to build pairs from")
     parser.add_argument("--samples-per-prompt", type=int, default=4, help="policy samples per question")
     parser.add_argument("--max-new-tokens", type=int, default=60, help="longest sampled response")
     add_config_arguments(parser, TaskConfig)
     add_config_arguments(parser, DPOConfig)
     args = parser.parse_args()
-    task_config = config_from_arguments(TaskConfig, args)
-    dpo_config = config_from_arguments(DPOConfig, args)
-    torch.set_num_threads(args.threads)
+    for flag in ("train_pairs", "samples_per_prompt", "max_new_tokens"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    return args
 
-    policy, tokenizer = load_policy(args.init, args.device)
-    reference = copy.deepcopy(policy).eval()
-    data = load_task(task_config)
-    rng = random.Random(dpo_config.seed)
-    generator = torch.Generator(device=args.device).manual_seed(dpo_config.seed)
+
+def build_pairs(policy, tokenizer, data, args, seed: int):
+    """On-policy (prompt, chosen, rejected) triples for training and held-out questions."""
+    rng = random.Random(seed)
+    generator = torch.Generator(device=args.device).manual_seed(seed)
 
     def examples(problems):
         return [(p.prompt, p.answer, p.solution, wrong_solution(p, rng)) for p in problems]
 
-    start = time.time()
     sample = dict(
         samples_per_prompt=args.samples_per_prompt, max_new_tokens=args.max_new_tokens, generator=generator
     )
-    train_pairs, train_counts = sample_preference_pairs(
+    train, train_counts = sample_preference_pairs(
         policy, tokenizer, examples(data.train[: args.train_pairs]), r1_zero_reward_fn, **sample
     )
-    heldout_pairs, heldout_counts = sample_preference_pairs(
+    heldout, heldout_counts = sample_preference_pairs(
         policy, tokenizer, examples(data.heldout), r1_zero_reward_fn, **sample
     )
-    print(
-        f"{len(train_pairs)} training pairs {train_counts}, {len(heldout_pairs)} held-out pairs {heldout_counts}"
-    )
-    accuracy = make_evaluator(
-        tokenizer,
-        [p.prompt for p in data.heldout],
-        [p.answer for p in data.heldout],
-        r1_zero_reward_fn,
-        max_new_tokens=args.max_new_tokens,
-    )
+    print(f"{len(train)} training pairs {train_counts}, {len(heldout)} held-out pairs {heldout_counts}")
+    return train, heldout
+
+
+def main() -> int:
+    args = parse_args()
+    task_config = config_from_arguments(TaskConfig, args)
+    dpo_config = config_from_arguments(DPOConfig, args)
+    torch.set_num_threads(args.threads)
+    policy, tokenizer = load_policy(args.init, args.device, dtype=torch.float32)  # fp32 master weights
+    reference = copy.deepcopy(policy).eval()
+    data = load_task(task_config)
+    start = time.time()
+    train_pairs, heldout_pairs = build_pairs(policy, tokenizer, data, args, dpo_config.seed)
+    heldout = ([p.prompt for p in data.heldout], [p.answer for p in data.heldout])
+    accuracy = make_evaluator(tokenizer, *heldout, r1_zero_reward_fn, max_new_tokens=args.max_new_tokens)
     template = ALPACA_TEMPLATE if dpo_config.alpaca_template else PLAIN_TEMPLATE
 
     def evaluate(model):
         prefs = preference_metrics(model, tokenizer, heldout_pairs, template)
         return {f"heldout_{k}": v for k, v in prefs.items()} | accuracy(model)
 
-    before = evaluate(policy)
-    history = [{"step": 0, **before}]
-    for metrics in train_dpo(policy, reference, tokenizer, train_pairs, dpo_config, evaluate):
-        history.append(metrics)
+    def report(metrics: dict) -> None:
         if "heldout_preference_accuracy" in metrics or metrics["step"] % 10 == 0:
-            shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in metrics.items()}
-            print(f"[{time.time() - start:6.0f}s] {shown}", flush=True)
-    after = history[-1]
+            print(format_metrics(metrics, time.time() - start), flush=True)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_policy(
-        policy, args.out / ("policy.pt" if Path(args.init).is_file() else "policy"), tokenizer=tokenizer
-    )
+    before = evaluate(policy)
+    try:
+        result = train_dpo(
+            policy,
+            reference,
+            tokenizer,
+            train_pairs,
+            dpo_config,
+            evaluate=evaluate,
+            callback=report,
+            checkpoint_dir=args.out / "checkpoints",
+            resume=args.resume,
+        )
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    after = result.evaluation or evaluate(policy)
+    save_policy(policy, policy_path(args.out, args.init), tokenizer=tokenizer)
     curve = save_curve(
-        history,
+        [{"step": 0, **before}, *result.history],
         ["loss", "reward_accuracy", "heldout_preference_accuracy"],
         args.out / "dpo_curve.png",
         "DPO: loss, implicit-reward accuracy, held-out preference accuracy",
     )
+    print(summary_table(before, after, result.metrics))
+    print(f"saved the policy to {args.out}, the curve to {curve} ({time.time() - start:.0f}s)")
+    return 0
+
+
+def summary_table(before: dict, after: dict, last: dict) -> str:
+    keys = ("preference_accuracy", "log_prob_gap", "accuracy", "ci_low", "ci_high")
     rows = [
-        {
-            "stage": name,
-            "heldout_preference_accuracy": m["heldout_preference_accuracy"],
-            "heldout_log_prob_gap": m["heldout_log_prob_gap"],
-            "heldout_accuracy": m["heldout_accuracy"],
-            "ci_low": m["heldout_ci_low"],
-            "ci_high": m["heldout_ci_high"],
-        }
+        {"stage": name, **{k: m[f"heldout_{k}"] for k in keys}}
         for name, m in (("before DPO", before), ("after DPO", after))
     ]
-    print(format_table(rows))
-    print(
-        f"implicit-reward accuracy {after.get('reward_accuracy', float('nan')):.3f}, margin {after.get('reward_margin', float('nan')):.3f}"
-    )
-    print(f"saved the policy to {args.out}, the curve to {curve} ({time.time() - start:.0f}s)")
+    nan = float("nan")
+    margin = f"implicit-reward accuracy {last.get('reward_accuracy', nan):.3f}, margin {last.get('reward_margin', nan):.3f}"
+    return format_table(rows) + "\n" + margin
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 Prints held-out accuracy before and after (greedy, and sampled at the rollout temperature -- the quantity
 RL optimises -- each with a 95% Wilson interval), logs reward / format reward /
 entropy / clip fraction / response length per rollout batch, and saves the policy and a reward curve PNG.
+Checkpoints go to OUT/checkpoints every --checkpoint-every rollout batches (--ei-checkpoint-every rounds);
+--resume continues an interrupted run.
 
 Examples:
     python scripts/sft.py --out runs/sft && python scripts/grpo.py --init runs/sft/policy.pt --out runs/grpo
@@ -14,100 +16,97 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import sys
 import time
-from pathlib import Path
 
 import torch
 
-from alignment.evaluate import make_evaluator
+from alignment.evaluate import make_rl_evaluator
 from alignment.expert_iteration import ExpertIterationConfig, expert_iteration
 from alignment.grpo import GRPOConfig, train_grpo
+from alignment.loop import TrainingDiverged
 from alignment.policy import load_policy, save_policy
-from alignment.report import format_table, save_curve
+from alignment.report import add_stage_arguments, format_metrics, format_table, policy_path, save_curve
 from alignment.rewards import r1_zero_reward_fn
 from alignment.tasks import TaskConfig, load_task
 from basics.cli import add_config_arguments, config_from_arguments, run_main
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--init", default="runs/sft/policy.pt", help="checkpoint file or HF model name/path")
-    parser.add_argument("--out", type=Path, default=Path("runs/grpo"), help="output directory")
+    add_stage_arguments(parser, out="runs/grpo", init="runs/sft/policy.pt")
     parser.add_argument("--method", choices=["grpo", "expert_iteration"], default="grpo", help="RL algorithm")
-    parser.add_argument("--device", default="cpu", help="torch device")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     add_config_arguments(parser, TaskConfig)
     add_config_arguments(parser, GRPOConfig)
     add_config_arguments(parser, ExpertIterationConfig, prefix="ei_")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def rl_table(before: dict, after: dict, method: str) -> str:
+    """Held-out accuracy (greedy and sampled, with intervals) before and after."""
+    keys = (
+        "accuracy",
+        "ci_low",
+        "ci_high",
+        "sampled_accuracy",
+        "sampled_ci_low",
+        "sampled_ci_high",
+        "format_rate",
+    )
+    rows = [
+        {"stage": name, **{k: m[f"heldout_{k}"] for k in keys}}
+        for name, m in ((f"before {method}", before), (f"after {method}", after))
+    ]
+    return format_table(rows)
+
+
+def main() -> int:
+    args = parse_args()
     task_config = config_from_arguments(TaskConfig, args)
     grpo_config = config_from_arguments(GRPOConfig, args)
     ei_config = config_from_arguments(ExpertIterationConfig, args, prefix="ei_")
     torch.set_num_threads(args.threads)
-
-    model, tokenizer = load_policy(args.init, args.device)
+    model, tokenizer = load_policy(args.init, args.device, dtype=torch.float32)  # fp32 master weights
     data = load_task(task_config)
-    prompts, truths = [p.prompt for p in data.heldout], [p.answer for p in data.heldout]
-    greedy = make_evaluator(
-        tokenizer, prompts, truths, r1_zero_reward_fn, max_new_tokens=grpo_config.max_new_tokens
-    )
-    sampled = make_evaluator(
+    evaluate = make_rl_evaluator(
         tokenizer,
-        prompts,
-        truths,
+        [p.prompt for p in data.heldout],
+        [p.answer for p in data.heldout],
         r1_zero_reward_fn,
         max_new_tokens=grpo_config.max_new_tokens,
-        prefix="heldout_sampled_",
         temperature=grpo_config.temperature,
-        seed=12345,
     )
-
-    def evaluate(model):  # greedy accuracy, and accuracy at the rollout temperature (what RL optimises)
-        return greedy(model) | sampled(model)
-
     questions = [(p.prompt, p.answer) for p in data.train]
     print(
         f"{args.method} from {args.init}: {len(questions)} training questions, {len(data.heldout)} held out"
     )
-
     start = time.time()
     before = evaluate(model)
-    history = [{"step": 0, **before}]
-    if args.method == "grpo":
-        steps = train_grpo(model, tokenizer, questions, r1_zero_reward_fn, grpo_config, evaluate)
-        keys = ["reward", "heldout_accuracy", "heldout_sampled_accuracy"]
-    else:
-        steps = expert_iteration(model, tokenizer, questions, r1_zero_reward_fn, ei_config, evaluate)
-        keys = ["sample_reward", "heldout_accuracy", "heldout_sampled_accuracy"]
-    for metrics in steps:
-        metrics.setdefault("step", metrics.get("iteration", len(history)))
-        history.append(metrics)
-        shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in metrics.items()}
-        print(f"[{time.time() - start:6.0f}s] {shown}", flush=True)
-    after = {**history[-1], **evaluate(model)} if "heldout_accuracy" not in history[-1] else history[-1]
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_policy(
-        model, args.out / ("policy.pt" if Path(args.init).is_file() else "policy"), tokenizer=tokenizer
+    hooks = dict(
+        evaluate=evaluate,
+        callback=lambda metrics: print(format_metrics(metrics, time.time() - start), flush=True),
+        checkpoint_dir=args.out / "checkpoints",
+        resume=args.resume,
     )
+    try:
+        if args.method == "grpo":
+            result = train_grpo(model, tokenizer, questions, r1_zero_reward_fn, grpo_config, **hooks)
+        else:
+            result = expert_iteration(model, tokenizer, questions, r1_zero_reward_fn, ei_config, **hooks)
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    after = result.evaluation or evaluate(model)
+    save_policy(model, policy_path(args.out, args.init), tokenizer=tokenizer)
+    reward = "reward" if args.method == "grpo" else "sample_reward"
+    keys = [reward, "heldout_accuracy", "heldout_sampled_accuracy"]
+    history = [{"step": 0, **before}, *result.history]
     curve = save_curve(history, keys, args.out / f"{args.method}_reward_curve.png", f"{args.method}: reward")
-    rows = [
-        {
-            "stage": name,
-            "heldout_accuracy": m["heldout_accuracy"],
-            "ci_low": m["heldout_ci_low"],
-            "ci_high": m["heldout_ci_high"],
-            "sampled_accuracy": m["heldout_sampled_accuracy"],
-            "sampled_ci_low": m["heldout_sampled_ci_low"],
-            "sampled_ci_high": m["heldout_sampled_ci_high"],
-            "format_rate": m["heldout_format_rate"],
-        }
-        for name, m in ((f"before {args.method}", before), (f"after {args.method}", after))
-    ]
-    print(format_table(rows))
+    print(rl_table(before, after, args.method))
     print(f"saved the policy to {args.out}, the curve to {curve} ({time.time() - start:.0f}s)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -298,7 +298,7 @@ def run_train_sft(
         warmup_steps=min(5, steps),
         eval_every=0,
     )
-    return list(train_sft(model, tokenizer, examples, config))
+    return train_sft(model, tokenizer, examples, config).history
 
 
 def run_train_grpo(policy, tokenizer, questions, reward_fn, **config) -> list[dict]:
@@ -307,7 +307,7 @@ def run_train_grpo(policy, tokenizer, questions, reward_fn, **config) -> list[di
     -> one metrics dict per rollout batch with "reward", "entropy", "clip_fraction", "response_tokens"."""
     from alignment.grpo import GRPOConfig, train_grpo
 
-    return list(train_grpo(policy, tokenizer, questions, reward_fn, GRPOConfig(eval_every=0, **config)))
+    return train_grpo(policy, tokenizer, questions, reward_fn, GRPOConfig(eval_every=0, **config)).history
 
 
 def run_train_dpo(
@@ -320,7 +320,7 @@ def run_train_dpo(
     config = DPOConfig(
         steps=steps, batch_size=8, beta=beta, learning_rate=learning_rate, warmup_steps=1, eval_every=0
     )
-    return list(train_dpo(policy, reference, tokenizer, pairs, config))
+    return train_dpo(policy, reference, tokenizer, pairs, config).history
 
 
 def run_preference_accuracy(model, tokenizer, pairs) -> float:
@@ -335,7 +335,7 @@ def run_expert_iteration(policy, tokenizer, questions, reward_fn, **config) -> l
     fields; -> one metrics dict per round with "sample_reward" and "kept_examples"."""
     from alignment.expert_iteration import ExpertIterationConfig, expert_iteration
 
-    return list(expert_iteration(policy, tokenizer, questions, reward_fn, ExpertIterationConfig(**config)))
+    return expert_iteration(policy, tokenizer, questions, reward_fn, ExpertIterationConfig(**config)).history
 
 
 def run_load_task(
@@ -364,3 +364,78 @@ def get_sampled_evaluator(tokenizer, prompts, ground_truths, reward_fn, max_new_
         temperature=temperature,
         seed=seed,
     )
+
+
+# ---- extension: validated configs, typed JSONL, divergence stop, checkpoints and resume ----
+
+
+def get_stage_config(stage: str, **fields):
+    """The frozen config of ``stage`` (sft, dpo, grpo, expert_iteration, reward_model, ppo, task) built
+    from ``fields``; invalid values raise ValueError in the constructor."""
+    from alignment.dpo import DPOConfig
+    from alignment.expert_iteration import ExpertIterationConfig
+    from alignment.grpo import GRPOConfig
+    from alignment.sft import SFTConfig
+    from alignment.tasks import TaskConfig
+
+    classes = {
+        "sft": SFTConfig,
+        "dpo": DPOConfig,
+        "grpo": GRPOConfig,
+        "expert_iteration": ExpertIterationConfig,
+        "task": TaskConfig,
+    }
+    return classes[stage](**fields)
+
+
+def run_read_sft_jsonl(path) -> list[dict]:
+    """-> [{"prompt", "response"}]; a bad line raises ValueError starting with 'path:line:'."""
+    from alignment.sft import read_prompt_response_jsonl
+
+    return read_prompt_response_jsonl(path)
+
+
+def run_read_gsm8k_task(path) -> list[dict]:
+    """GSM8K-format JSONL as task problems; a bad line raises ValueError starting with 'path:line:'."""
+    import dataclasses
+
+    from alignment.tasks import read_gsm8k_problems
+
+    return [dataclasses.asdict(p) for p in read_gsm8k_problems(path)]
+
+
+def get_training_diverged():
+    """The exception every training loop raises on a non-finite loss or gradient."""
+    from basics.train import TrainingDiverged
+
+    return TrainingDiverged
+
+
+def run_stage(
+    stage: str,
+    model,
+    tokenizer,
+    data,
+    *,
+    reward_fn=None,
+    reference=None,
+    checkpoint_dir=None,
+    resume=False,
+    **config,
+) -> list[dict]:
+    """Run one stage's loop with checkpoints in ``checkpoint_dir`` (``resume`` continues from the newest);
+    ``data``: (prompt, response) pairs for sft, (prompt, chosen, rejected) triples for dpo (with
+    ``reference``), (prompt, ground_truth) pairs for grpo (with ``reward_fn``); ``config``: the stage
+    config's fields. -> the list of per-step metrics of this call."""
+    from alignment.dpo import DPOConfig, train_dpo
+    from alignment.grpo import GRPOConfig, train_grpo
+    from alignment.sft import SFTConfig, train_sft
+
+    hooks = {"checkpoint_dir": checkpoint_dir, "resume": resume}
+    if stage == "sft":
+        return train_sft(model, tokenizer, data, SFTConfig(**config), **hooks).history
+    if stage == "dpo":
+        return train_dpo(model, reference, tokenizer, data, DPOConfig(**config), **hooks).history
+    if stage == "grpo":
+        return train_grpo(model, tokenizer, data, reward_fn, GRPOConfig(**config), **hooks).history
+    raise ValueError(f"unknown stage {stage!r}")
