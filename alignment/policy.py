@@ -109,3 +109,34 @@ def load_hf_policy(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device).eval(), tokenizer
+
+
+def load_any(
+    source: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> tuple[torch.nn.Module, Any]:
+    """(model, tokenizer) from anything this library writes: a policy file of the alignment stages, a
+    pretraining run directory of ``scripts/train.py`` (or one of its checkpoints; the tokenizer is found
+    beside the run), an exported or saved Hugging Face folder, or an HF hub name."""
+    path = Path(source)
+    if path.is_dir() and (path / "config.json").is_file():
+        return load_hf_policy(str(path), device, dtype)
+    is_run = path.is_dir() or (path.is_file() and "tokenizer" not in (_config_of(path) or {}))
+    if not is_run:
+        return load_policy(path, device, dtype)
+    from basics.generate import find_tokenizer_dir, load_trained_model
+    from basics.tokenizer import Tokenizer
+
+    model, config, checkpoint = load_trained_model(path, device=str(device))
+    run_dir = path if path.is_dir() else checkpoint.parent.parent
+    tokenizer_dir = find_tokenizer_dir(config, run_dir)
+    if tokenizer_dir is None:
+        raise FileNotFoundError(f"no tokenizer (vocab.json, merges.txt) found beside the run {run_dir}")
+    if dtype is not None:
+        model = model.to(dtype)
+    return model, Tokenizer.load(tokenizer_dir)
+
+
+def _config_of(path: Path) -> dict[str, Any] | None:
+    from basics.checkpoint import read_checkpoint_config
+
+    return read_checkpoint_config(path)

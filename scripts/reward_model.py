@@ -60,9 +60,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--train-pairs", type=int, default=1024, help="training questions to build pairs from"
     )
-    parser.add_argument("--samples-per-prompt", type=int, default=8, help="policy samples per question")
+    parser.add_argument("--samples-per-prompt", type=int, default=4, help="policy samples per question")
     parser.add_argument(
-        "--pairs-per-prompt", type=int, default=4, help="distinct (correct, wrong) pairs per question"
+        "--pairs-per-prompt", type=int, default=1, help="distinct (correct, wrong) pairs per question"
     )
     parser.add_argument("--max-new-tokens", type=int, default=60, help="longest sampled response")
     add_config_arguments(parser, TaskConfig)

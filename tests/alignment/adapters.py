@@ -375,6 +375,8 @@ def get_stage_config(stage: str, **fields):
     from alignment.dpo import DPOConfig
     from alignment.expert_iteration import ExpertIterationConfig
     from alignment.grpo import GRPOConfig
+    from alignment.ppo import PPOConfig
+    from alignment.reward_model import RewardModelConfig
     from alignment.sft import SFTConfig
     from alignment.tasks import TaskConfig
 
@@ -383,6 +385,8 @@ def get_stage_config(stage: str, **fields):
         "dpo": DPOConfig,
         "grpo": GRPOConfig,
         "expert_iteration": ExpertIterationConfig,
+        "reward_model": RewardModelConfig,
+        "ppo": PPOConfig,
         "task": TaskConfig,
     }
     return classes[stage](**fields)
@@ -439,3 +443,171 @@ def run_stage(
     if stage == "grpo":
         return train_grpo(model, tokenizer, data, reward_fn, GRPOConfig(**config), **hooks).history
     raise ValueError(f"unknown stage {stage!r}")
+
+
+# ---- extension: reward model (alignment/reward_model.py) ----
+
+
+def run_bradley_terry_loss(chosen_rewards, rejected_rewards):
+    """-> (mean -log sigmoid(r_w - r_l), {"accuracy", "margin"})."""
+    from alignment.reward_model import bradley_terry_loss
+
+    return bradley_terry_loss(chosen_rewards, rejected_rewards)
+
+
+def get_reward_model(policy):
+    """A reward model built from ``policy`` (ours or HF): a callable ids (batch, seq) -> (batch, seq)."""
+    from alignment.reward_model import scalar_model_from_policy
+
+    return scalar_model_from_policy(policy)
+
+
+def run_score(reward_model, tokenizer, prompts, responses):
+    """r(x, y) per pair: the reward model's scalar at the EOS after prompt + response."""
+    from alignment.reward_model import score
+
+    return score(reward_model, tokenizer, prompts, responses)
+
+
+def run_train_reward_model(reward_model, tokenizer, pairs, **config) -> list[dict]:
+    """Bradley-Terry training on (prompt, chosen, rejected); config: RewardModelConfig fields."""
+    from alignment.reward_model import RewardModelConfig, train_reward_model
+
+    return train_reward_model(reward_model, tokenizer, pairs, RewardModelConfig(**config)).history
+
+
+def run_pairwise_accuracy(reward_model, tokenizer, pairs) -> float:
+    from alignment.reward_model import pairwise_accuracy
+
+    return pairwise_accuracy(reward_model, tokenizer, pairs)["pairwise_accuracy"]
+
+
+def run_save_load_reward_model(reward_model, tokenizer, path):
+    """Save, then load back -> (reward model, tokenizer)."""
+    from alignment.reward_model import load_reward_model, save_reward_model
+
+    save_reward_model(reward_model, path, tokenizer)
+    return load_reward_model(path)
+
+
+def run_read_preference_jsonl(path) -> list[tuple[str, str, str]]:
+    from alignment.reward_model import read_preference_jsonl
+
+    return read_preference_jsonl(path)
+
+
+# ---- extension: PPO (alignment/ppo.py) ----
+
+
+def run_compute_gae(rewards, values, mask, gamma, lam):
+    """-> (advantages, returns), each (batch, seq), zero outside ``mask``."""
+    from alignment.ppo import compute_gae
+
+    return compute_gae(rewards, values, mask, gamma, lam)
+
+
+def run_kl_penalty(log_probs, ref_log_probs, estimator):
+    from alignment.ppo import kl_penalty
+
+    return kl_penalty(log_probs, ref_log_probs, estimator)
+
+
+def run_per_token_rewards(scores, kl, mask, kl_coef):
+    from alignment.ppo import per_token_rewards
+
+    return per_token_rewards(scores, kl, mask, kl_coef)
+
+
+def run_whiten(x, mask):
+    from alignment.ppo import whiten
+
+    return whiten(x, mask)
+
+
+def run_clipped_value_loss(values, old_values, returns, mask, cliprange_value):
+    from alignment.ppo import clipped_value_loss
+
+    return clipped_value_loss(values, old_values, returns, mask, cliprange_value)
+
+
+def run_ppo_policy_loss(log_probs, old_log_probs, advantages, mask, cliprange):
+    from alignment.ppo import ppo_policy_loss
+
+    return ppo_policy_loss(log_probs, old_log_probs, advantages, mask, cliprange)
+
+
+def run_explained_variance(values, returns, mask) -> float:
+    from alignment.ppo import explained_variance
+
+    return explained_variance(values, returns, mask)
+
+
+def run_train_ppo(policy, tokenizer, questions, reward_fn, reference=None, **config) -> list[dict]:
+    """PPO on (prompt, ground_truth) pairs against a verifiable ``reward_fn``, with a value model built
+    from the policy; ``reference`` defaults to a frozen copy. -> metrics per rollout batch."""
+    import copy
+
+    from alignment.ppo import PPOConfig, train_ppo, verifier_scorer
+    from alignment.reward_model import scalar_model_from_policy
+
+    reference = reference if reference is not None else copy.deepcopy(policy).eval()
+    value_model = scalar_model_from_policy(policy)
+    scorer = verifier_scorer(reward_fn)
+    return train_ppo(
+        policy, value_model, reference, tokenizer, questions, scorer, PPOConfig(**config)
+    ).history
+
+
+# ---- extension: log-likelihood evaluation (alignment/likelihood.py) and the lm-evaluation-harness ----
+
+
+def run_load_multiple_choice(path, format: str = "auto") -> list[dict]:
+    """HellaSwag/ARC/MMLU-format JSONL -> [{"context", "choices", "gold"}] (continuation = " " + choice)."""
+    import dataclasses
+
+    from alignment.likelihood import load_multiple_choice
+
+    return [dataclasses.asdict(item) for item in load_multiple_choice(path, format)]
+
+
+def run_continuation_log_likelihoods(
+    model, tokenizer, requests, batch_size: int = 32
+) -> list[tuple[float, bool]]:
+    """(log p(continuation | context), is_greedy) per (context, continuation) string pair."""
+    from alignment.likelihood import continuation_log_likelihoods
+
+    return continuation_log_likelihoods(model, tokenizer, requests, batch_size)
+
+
+def run_evaluate_multiple_choice(model, tokenizer, items: list[dict]) -> dict:
+    """-> {"acc", "acc_norm", "log_likelihoods": [[per choice] per item], ...}."""
+    import dataclasses
+
+    from alignment.likelihood import MultipleChoiceItem, evaluate_multiple_choice
+
+    result = evaluate_multiple_choice(model, tokenizer, [MultipleChoiceItem(**item) for item in items])
+    return dataclasses.asdict(result)
+
+
+def run_perplexity(model, tokenizer, text: str, window: int, stride: int) -> dict:
+    """-> {"tokens", "nll_per_token", "perplexity", "bits_per_byte", ...}; tokens follow an EOS."""
+    import dataclasses
+
+    from alignment.likelihood import perplexity
+
+    return dataclasses.asdict(perplexity(model, tokenizer, text, window, stride))
+
+
+def run_save_policy(model, tokenizer, path) -> None:
+    """Save a policy as the alignment stages do (a file for ours, a folder for HF)."""
+    from alignment.policy import save_policy
+
+    save_policy(model, path, tokenizer=tokenizer)
+
+
+def get_lm_eval_command() -> list[str]:
+    """The command that runs the lm-evaluation-harness with our model registered as ``lmfs``."""
+    import sys
+    from pathlib import Path
+
+    return [sys.executable, str(Path(__file__).resolve().parents[2] / "scripts" / "lm_eval_harness.py")]
