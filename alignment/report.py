@@ -10,6 +10,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from basics.cli import positive_int
+
 
 def add_stage_arguments(parser: argparse.ArgumentParser, out: str, init: str | None) -> None:
     """The flags every stage script takes: --init, --out, --device, --threads, --resume."""
@@ -19,7 +21,9 @@ def add_stage_arguments(parser: argparse.ArgumentParser, out: str, init: str | N
     parser.add_argument("--init", default=init, help=init_help)
     parser.add_argument("--out", type=Path, default=Path(out), help="output directory")
     parser.add_argument("--device", default="cpu", help="torch device")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: reproducible timings)")
+    parser.add_argument(
+        "--threads", type=positive_int, default=1, help="torch CPU threads (1: reproducible timings)"
+    )
     parser.add_argument(
         "--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints"
     )

@@ -18,37 +18,33 @@ from __future__ import annotations
 import argparse
 import copy
 import random
-import sys
 import time
 
 import torch
 
 from alignment.dpo import PLAIN_TEMPLATE, DPOConfig, preference_metrics, sample_preference_pairs, train_dpo
 from alignment.evaluate import make_evaluator
-from alignment.loop import TrainingDiverged
 from alignment.policy import load_policy, save_policy
 from alignment.report import add_stage_arguments, format_metrics, format_table, policy_path, save_curve
 from alignment.rewards import r1_zero_reward_fn
 from alignment.sft import ALPACA_TEMPLATE
 from alignment.tasks import TaskConfig, load_task, wrong_solution
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, positive_int, run_main
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_stage_arguments(parser, out="runs/dpo", init="runs/sft/policy.pt")
-    parser.add_argument("--train-pairs", type=int, default=512, help="training questions to build pairs from")
-    parser.add_argument("--samples-per-prompt", type=int, default=4, help="policy samples per question")
-    parser.add_argument("--max-new-tokens", type=int, default=60, help="longest sampled response")
+    parser.add_argument(
+        "--train-pairs", type=positive_int, default=512, help="training questions to build pairs from"
+    )
+    parser.add_argument(
+        "--samples-per-prompt", type=positive_int, default=4, help="policy samples per question"
+    )
+    parser.add_argument("--max-new-tokens", type=positive_int, default=60, help="longest sampled response")
     add_config_arguments(parser, TaskConfig)
     add_config_arguments(parser, DPOConfig)
-    args = parser.parse_args()
-    for flag in ("train_pairs", "samples_per_prompt", "max_new_tokens"):
-        if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    return args
+    return parser.parse_args()
 
 
 def build_pairs(policy, tokenizer, data, args, seed: int):
@@ -95,21 +91,17 @@ def main() -> int:
             print(format_metrics(metrics, time.time() - start), flush=True)
 
     before = evaluate(policy)
-    try:
-        result = train_dpo(
-            policy,
-            reference,
-            tokenizer,
-            train_pairs,
-            dpo_config,
-            evaluate=evaluate,
-            callback=report,
-            checkpoint_dir=args.out / "checkpoints",
-            resume=args.resume,
-        )
-    except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    result = train_dpo(
+        policy,
+        reference,
+        tokenizer,
+        train_pairs,
+        dpo_config,
+        evaluate=evaluate,
+        callback=report,
+        checkpoint_dir=args.out / "checkpoints",
+        resume=args.resume,
+    )
     after = result.evaluation or evaluate(policy)
     save_policy(policy, policy_path(args.out, args.init), tokenizer=tokenizer)
     curve = save_curve(

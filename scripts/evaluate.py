@@ -42,13 +42,11 @@ from alignment.policy import load_any
 from alignment.report import format_table
 from alignment.rewards import gsm8k_reward_fn, r1_zero_reward_fn
 from alignment.tasks import TaskConfig, load_task
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, positive_int, run_main
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", required=True, help="policy file, run directory, or HF model name/path")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--gsm8k", default=None, help="GSM8K-format JSONL to evaluate on")
@@ -60,24 +58,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--format", choices=["auto", "hellaswag", "arc", "mmlu"], default="auto", help="JSONL format"
     )
-    parser.add_argument("--window", type=int, default=None, help="perplexity window (default: the model's)")
-    parser.add_argument("--stride", type=int, default=None, help="perplexity stride (default: the window)")
+    parser.add_argument(
+        "--window", type=positive_int, default=None, help="perplexity window (default: the model's)"
+    )
+    parser.add_argument(
+        "--stride", type=positive_int, default=None, help="perplexity stride (default: the window)"
+    )
     parser.add_argument("--grader", choices=["r1_zero", "gsm8k"], default="r1_zero", help="GSM8K grading")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N examples only")
+    parser.add_argument("--limit", type=positive_int, default=None, help="evaluate the first N examples only")
     parser.add_argument(
         "--output", type=Path, default=None, help="JSONL of generations (default: next to --policy)"
     )
-    parser.add_argument("--max-new-tokens", type=int, default=60, help="longest generated response")
-    parser.add_argument("--batch-size", type=int, default=128, help="prompts per generation batch")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=60, help="longest generated response")
+    parser.add_argument("--batch-size", type=positive_int, default=128, help="prompts per generation batch")
     parser.add_argument("--device", default="cpu", help="torch device")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     add_config_arguments(parser, TaskConfig)
-    args = parser.parse_args()
-    for name in ("limit", "window", "stride", "max_new_tokens", "batch_size", "threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    return args
+    return parser.parse_args()
 
 
 def generation_task(args: argparse.Namespace):

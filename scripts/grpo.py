@@ -16,7 +16,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import torch
@@ -24,18 +23,15 @@ import torch
 from alignment.evaluate import make_rl_evaluator
 from alignment.expert_iteration import ExpertIterationConfig, expert_iteration
 from alignment.grpo import GRPOConfig, train_grpo
-from alignment.loop import TrainingDiverged
 from alignment.policy import load_policy, save_policy
 from alignment.report import add_stage_arguments, format_metrics, format_table, policy_path, save_curve
 from alignment.rewards import r1_zero_reward_fn
 from alignment.tasks import TaskConfig, load_task
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_stage_arguments(parser, out="runs/grpo", init="runs/sft/policy.pt")
     parser.add_argument("--method", choices=["grpo", "expert_iteration"], default="grpo", help="RL algorithm")
     add_config_arguments(parser, TaskConfig)
@@ -90,14 +86,10 @@ def main() -> int:
         checkpoint_dir=args.out / "checkpoints",
         resume=args.resume,
     )
-    try:
-        if args.method == "grpo":
-            result = train_grpo(model, tokenizer, questions, r1_zero_reward_fn, grpo_config, **hooks)
-        else:
-            result = expert_iteration(model, tokenizer, questions, r1_zero_reward_fn, ei_config, **hooks)
-    except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    if args.method == "grpo":
+        result = train_grpo(model, tokenizer, questions, r1_zero_reward_fn, grpo_config, **hooks)
+    else:
+        result = expert_iteration(model, tokenizer, questions, r1_zero_reward_fn, ei_config, **hooks)
     after = result.evaluation or evaluate(model)
     save_policy(model, policy_path(args.out, args.init), tokenizer=tokenizer)
     reward = "reward" if args.method == "grpo" else "sample_reward"

@@ -5,7 +5,8 @@ Prints held-out accuracy before and after (greedy, and sampled at the rollout te
 95% Wilson interval), and logs per rollout batch the reward model's score, the rollouts' true
 (verifier) reward, the KL to the reference, clip fractions, value loss and explained variance. Saves the
 policy, the value model and a curve PNG. Checkpoints go to OUT/checkpoints every --checkpoint-every
-rollout batches; --resume continues an interrupted run.
+rollout batches; --resume continues an interrupted run. The demo's default --kl-coef is 0.5 (the
+dataclass's, 0.05, suits large models).
 
 Reward hacking: train the flawed reward model (scripts/reward_model.py --flaw concise) and optimise
 against it with and without the KL penalty: its score rises while the true accuracy falls, less so
@@ -22,26 +23,26 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
 
 import torch
 
 from alignment.evaluate import make_rl_evaluator
-from alignment.loop import TrainingDiverged
 from alignment.policy import load_policy, save_policy
 from alignment.ppo import PPOConfig, reward_model_scorer, train_ppo, verifier_scorer
 from alignment.report import add_stage_arguments, format_metrics, format_table, policy_path, save_curve
 from alignment.reward_model import load_reward_model, save_reward_model, scalar_model_from_policy
 from alignment.rewards import r1_zero_reward_fn
 from alignment.tasks import TaskConfig, load_task
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+
+# The CPU demo: a strong KL penalty (beta 0.5 per token) keeps the policy where the small reward model
+# is still right; at beta 0.05 the same run over-optimises it (see the README's reward-hacking table).
+DEMO_PPO = PPOConfig(kl_coef=0.5)
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_stage_arguments(parser, out="runs/ppo", init="runs/sft/policy.pt")
     parser.add_argument(
         "--reward", choices=["reward_model", "verifier"], default="reward_model", help="score source"
@@ -75,7 +76,7 @@ def rl_table(before: dict, after: dict) -> str:
 def main() -> int:
     args = parse_args()
     task_config = config_from_arguments(TaskConfig, args)
-    config = config_from_arguments(PPOConfig, args)
+    config = config_from_arguments(PPOConfig, args, base=DEMO_PPO)
     torch.set_num_threads(args.threads)
     policy, tokenizer = load_policy(args.init, args.device, dtype=torch.float32)  # fp32 master weights
     reference = copy.deepcopy(policy).eval()
@@ -96,23 +97,19 @@ def main() -> int:
     )
     start = time.time()
     before = evaluate(policy)
-    try:
-        result = train_ppo(
-            policy,
-            value_model,
-            reference,
-            tokenizer,
-            questions,
-            scorer,
-            config,
-            evaluate=evaluate,
-            callback=lambda m: print(format_metrics(m, time.time() - start), flush=True),
-            checkpoint_dir=args.out / "checkpoints",
-            resume=args.resume,
-        )
-    except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    result = train_ppo(
+        policy,
+        value_model,
+        reference,
+        tokenizer,
+        questions,
+        scorer,
+        config,
+        evaluate=evaluate,
+        callback=lambda m: print(format_metrics(m, time.time() - start), flush=True),
+        checkpoint_dir=args.out / "checkpoints",
+        resume=args.resume,
+    )
     after = result.evaluation or evaluate(policy)
     save_policy(policy, policy_path(args.out, args.init), tokenizer=tokenizer)
     save_reward_model(

@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from alignment.dpo import sample_preference_pairs
-from alignment.loop import TrainingDiverged
 from alignment.policy import load_policy
 from alignment.report import add_stage_arguments, format_metrics, format_table, save_curve
 from alignment.reward_model import (
@@ -42,13 +40,11 @@ from alignment.reward_model import (
 )
 from alignment.rewards import r1_zero_reward_fn
 from alignment.tasks import TaskConfig, concise_annotator_pairs, load_task, wrong_solution
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, positive_int, run_main
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_stage_arguments(parser, out="runs/rm", init="runs/sft/policy.pt")
     parser.add_argument(
         "--pairs", default=None, help="preference JSONL to train on (default: the demo's pairs)"
@@ -58,20 +54,21 @@ def parse_args() -> argparse.Namespace:
         "--flaw", choices=["none", "concise"], default="none", help="deliberately flawed labels"
     )
     parser.add_argument(
-        "--train-pairs", type=int, default=1024, help="training questions to build pairs from"
+        "--train-pairs", type=positive_int, default=1024, help="training questions to build pairs from"
     )
-    parser.add_argument("--samples-per-prompt", type=int, default=4, help="policy samples per question")
     parser.add_argument(
-        "--pairs-per-prompt", type=int, default=1, help="distinct (correct, wrong) pairs per question"
+        "--samples-per-prompt", type=positive_int, default=4, help="policy samples per question"
     )
-    parser.add_argument("--max-new-tokens", type=int, default=60, help="longest sampled response")
+    parser.add_argument(
+        "--pairs-per-prompt",
+        type=positive_int,
+        default=1,
+        help="distinct (correct, wrong) pairs per question",
+    )
+    parser.add_argument("--max-new-tokens", type=positive_int, default=60, help="longest sampled response")
     add_config_arguments(parser, TaskConfig)
     add_config_arguments(parser, RewardModelConfig)
-    args = parser.parse_args()
-    for flag in ("train_pairs", "samples_per_prompt", "pairs_per_prompt", "max_new_tokens"):
-        if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    return args
+    return parser.parse_args()
 
 
 def demo_pairs(policy, tokenizer, problems, args, seed: int) -> list[tuple[str, str, str]]:
@@ -122,20 +119,16 @@ def main() -> int:
             print(format_metrics(metrics, time.time() - start), flush=True)
 
     before = evaluate(model)
-    try:
-        result = train_reward_model(
-            model,
-            tokenizer,
-            train,
-            config,
-            evaluate=evaluate,
-            callback=report,
-            checkpoint_dir=args.out / "checkpoints",
-            resume=args.resume,
-        )
-    except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    result = train_reward_model(
+        model,
+        tokenizer,
+        train,
+        config,
+        evaluate=evaluate,
+        callback=report,
+        checkpoint_dir=args.out / "checkpoints",
+        resume=args.resume,
+    )
     after = result.evaluation or evaluate(model)
     is_file = Path(args.init).is_file()
     save_reward_model(model, args.out / ("reward_model.pt" if is_file else "reward_model"), tokenizer)

@@ -21,19 +21,17 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import torch
 
 from alignment.evaluate import make_evaluator
-from alignment.loop import TrainingDiverged
 from alignment.policy import load_policy, new_policy, save_policy
 from alignment.report import add_stage_arguments, format_metrics, format_table, policy_path, save_curve
 from alignment.rewards import r1_zero_reward_fn
 from alignment.sft import SFTConfig, train_sft
 from alignment.tasks import TaskConfig, load_task
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, positive_int, run_main
 from basics.model import ModelConfig
 
 # The CPU demo: a 270K-parameter model; SFT data from a "sloppy annotator" who drops the final carry from
@@ -53,11 +51,9 @@ DEMO_SFT = SFTConfig(steps=700, eval_every=100)
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_stage_arguments(parser, out="runs/sft", init=None)
-    parser.add_argument("--max-new-tokens", type=int, default=60, help="longest generated response")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=60, help="longest generated response")
     add_config_arguments(parser, TaskConfig)
     add_config_arguments(parser, SFTConfig)
     add_config_arguments(parser, ModelConfig, prefix="model_")
@@ -87,20 +83,16 @@ def main() -> int:
         if "heldout_accuracy" in metrics or metrics["step"] % 25 == 0:
             print(format_metrics(metrics, time.time() - start), flush=True)
 
-    try:
-        result = train_sft(
-            model,
-            tokenizer,
-            examples,
-            sft_config,
-            evaluate=evaluate,
-            callback=report,
-            checkpoint_dir=args.out / "checkpoints",
-            resume=args.resume,
-        )
-    except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    result = train_sft(
+        model,
+        tokenizer,
+        examples,
+        sft_config,
+        evaluate=evaluate,
+        callback=report,
+        checkpoint_dir=args.out / "checkpoints",
+        resume=args.resume,
+    )
     after = result.evaluation or evaluate(model)
     save_policy(model, policy_path(args.out, args.init), tokenizer=tokenizer)
     history = [{"step": 0, **before}, *result.history]
