@@ -13,7 +13,13 @@ few to sum a 50K-entry vocabulary of exponentials accurately.
 
 Gradient clipping treats all gradients as one long vector: if its L2 norm exceeds ``max_l2_norm`` every
 gradient is scaled by ``max_l2_norm / (norm + 1e-6)`` (the 1e-6 is the handout's, for stability), the
-same rule as ``torch.nn.utils.clip_grad_norm_``.
+same rule as ``torch.nn.utils.clip_grad_norm_``. It is written without a Python ``if`` on the norm:
+
+    g <- g * min(1, max_l2_norm / (norm + 1e-6))
+
+multiplies by exactly 1 below the limit, and asking ``norm > max_l2_norm`` in Python would make the
+host wait for the GPU every step (and break a ``torch.compile`` graph). Only a norm within 1e-6 of
+the limit is scaled where the ``if`` version would not be, by a factor within 1e-6 of 1.
 """
 
 from __future__ import annotations
@@ -60,10 +66,22 @@ def clip_gradients(parameters: Iterable[torch.nn.Parameter], max_l2_norm: float)
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return torch.tensor(0.0)
-    # Sum of squares in fp32 on the gradients' device (one device assumed, as in single-GPU training).
-    total = torch.stack([g.detach().float().pow(2).sum() for g in grads]).sum().sqrt()
-    if total > max_l2_norm:
-        scale = max_l2_norm / (total + CLIP_EPS)
-        for g in grads:
-            g.mul_(scale.to(g.dtype))
+    # ||g|| = sqrt(sum over tensors of ||g_i||^2): one fp32 norm per tensor (torch._foreach_norm does
+    # them all in one multi-tensor launch per dtype), then the norm of those norms. One device assumed,
+    # as in single-GPU training.
+    norms = [
+        n for group in _by_dtype(grads).values() for n in torch._foreach_norm(group, 2, dtype=torch.float32)
+    ]
+    total = torch.linalg.vector_norm(torch.stack(norms))  # 0-dim, fp32, still on the device
+    scale = (max_l2_norm / (total + CLIP_EPS)).clamp(max=1.0)  # 1 when within the limit: no branch
+    for dtype, group in _by_dtype(grads).items():
+        torch._foreach_mul_(group, scale.to(dtype))  # every gradient of this dtype, in place
     return total
+
+
+def _by_dtype(tensors: list[Tensor]) -> dict[torch.dtype, list[Tensor]]:
+    """Multi-tensor (``_foreach``) kernels take lists of one dtype: group by it, keeping the order."""
+    groups: dict[torch.dtype, list[Tensor]] = {}
+    for t in tensors:
+        groups.setdefault(t.dtype, []).append(t)
+    return groups

@@ -270,6 +270,14 @@ def get_adamw_cls():
     return AdamW
 
 
+def make_adamw(params, foreach, **hyperparameters):
+    """AdamW over ``params``; ``foreach=True`` selects the multi-tensor implementation of the same step
+    (extension: the fast path beside the readable one)."""
+    from basics.optim import AdamW
+
+    return AdamW(params, foreach=foreach, **hyperparameters)
+
+
 def run_get_lr_cosine_schedule(it, max_learning_rate, min_learning_rate, warmup_iters, cosine_cycle_iters):
     from basics.optim import lr_cosine_schedule
 
