@@ -247,42 +247,53 @@ def _merge_pair(
     """
     touched: set[Pair] = set()
     for index in where.pop((a, b)):
-        word = words[index]
-        n = freqs[index]
-        last = len(word) - 1
-        out: list[int] = []  # the merged word, built left to right
-        merged = False
-        i = 0  # word[:i] is already in out
-        while True:
-            try:
-                j = word.index(a, i)  # jump to the next `a` at C speed: long words cost little
-            except ValueError:
-                break
-            if j >= last:
-                break  # `a` is the last token: no `b` after it
-            if word[j + 1] != b:
-                out.extend(word[i : j + 1])
-                i = j + 1
-                continue
-            out.extend(word[i:j])
-            if out:  # a left neighbour x (already merged, if it was itself an `a b`)
-                x = out[-1]
-                pair_counts[x, a] -= n
-                pair_counts[x, new] += n
-                where[x, new].add(index)
-                touched.add((x, new))
-            if j + 1 < last:  # a right neighbour y (still the original token)
-                y = word[j + 2]
-                pair_counts[b, y] -= n
-                pair_counts[new, y] += n
-                where[new, y].add(index)
-                touched.add((new, y))
-            out.append(new)
-            merged = True
-            i = j + 2
-        if not merged:
+        merged = _merge_word(words[index], a, b, new)
+        if merged is None:
             continue  # a stale index entry: an earlier merge removed the pair from this word
-        out.extend(word[i:])
-        words[index] = out
+        words[index], lost, gained = merged
+        n = freqs[index]  # every occurrence in this word counts n times
+        for pair in lost:
+            pair_counts[pair] -= n
+        for pair in gained:
+            pair_counts[pair] += n
+            where[pair].add(index)
+        touched.update(gained)
     del pair_counts[(a, b)]
     return touched
+
+
+def _merge_word(word: list[int], a: int, b: int, new: int) -> tuple[list[int], list[Pair], list[Pair]] | None:
+    """``word`` with every ``a b`` replaced by ``new``, left to right; the neighbour pairs lost,
+    (x,a) and (b,y), and gained, (x,new) and (new,y), once per occurrence. None if ``word`` has no
+    ``a b``."""
+    last = len(word) - 1
+    out: list[int] = []  # the merged word, built left to right
+    lost: list[Pair] = []
+    gained: list[Pair] = []
+    merged = False
+    i = 0  # word[:i] is already in out
+    while True:
+        try:
+            j = word.index(a, i)  # jump to the next `a` at C speed: long words cost little
+        except ValueError:
+            break
+        if j >= last:
+            break  # `a` is the last token: no `b` after it
+        if word[j + 1] != b:
+            out.extend(word[i : j + 1])
+            i = j + 1
+            continue
+        out.extend(word[i:j])
+        if out:  # a left neighbour x (already merged, if it was itself an `a b`: "a b a b" -> "Z Z")
+            lost.append((out[-1], a))
+            gained.append((out[-1], new))
+        if j + 1 < last:  # a right neighbour y (still the original token)
+            lost.append((b, word[j + 2]))
+            gained.append((new, word[j + 2]))
+        out.append(new)
+        merged = True
+        i = j + 2
+    if not merged:
+        return None
+    out.extend(word[i:])
+    return out, lost, gained

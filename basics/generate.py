@@ -31,6 +31,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from basics.model import KVCache
 from basics.pretokenization import ENDOFTEXT
 from basics.tokenizer import eos_token_id
 
@@ -98,7 +99,34 @@ def generate(
     """
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    device = next(model.parameters()).device
+    tokens = _prompt_batch(prompt_ids, next(model.parameters()).device)  # (batch, prompt)
+    batch, device = tokens.shape[0], tokens.device
+    was_training = model.training
+    model.eval()  # no dropout while sampling
+    try:
+        new: list[Tensor] = []
+        done = torch.zeros(batch, dtype=torch.bool, device=device)  # rows that have emitted EOS
+        cache: KVCache | None = None
+        for _ in range(max_new_tokens):
+            logits, cache = _last_logits(model, tokens, cache, use_cache)  # (batch, vocab)
+            next_token = sample_next_token(logits, temperature, top_p, generator)  # (batch,)
+            if eos_token_id is not None:
+                # A finished row keeps emitting EOS, so the batch stays rectangular.
+                next_token = torch.where(done, torch.full_like(next_token, eos_token_id), next_token)
+                done |= next_token == eos_token_id
+            new.append(next_token)
+            tokens = torch.cat([tokens, next_token[:, None]], dim=1)  # (batch, prompt + generated so far)
+            if eos_token_id is not None and bool(done.all()):  # one host sync per token: stop early
+                break
+    finally:
+        model.train(was_training)
+    if not new:
+        return torch.empty(batch, 0, dtype=torch.long, device=device)
+    return torch.stack(new, dim=1)  # (batch, new)
+
+
+def _prompt_batch(prompt_ids: Tensor | Sequence[int], device: torch.device) -> Int[Tensor, "batch prompt"]:
+    """The prompt as a (batch, prompt) long tensor on ``device``; one list of ints is a batch of one."""
     if isinstance(prompt_ids, Tensor):
         prompt = prompt_ids.to(device=device, dtype=torch.long)
         if prompt.dim() == 1:
@@ -109,38 +137,23 @@ def generate(
         raise ValueError(
             f"prompt_ids must be a non-empty (batch, prompt) tensor or list; got shape {tuple(prompt.shape)}"
         )
-    context_length = model.config.context_length
-    batch = prompt.shape[0]
+    return prompt
 
-    was_training = model.training
-    model.eval()
-    try:
-        tokens = prompt  # (batch, prompt + generated so far)
-        new: list[Tensor] = []
-        done = torch.zeros(batch, dtype=torch.bool, device=device)
-        cache = None
-        for _ in range(max_new_tokens):
-            if not use_cache:
-                logits = model(tokens[:, -context_length:])[:, -1]  # crop to the context window
-            elif cache is None or cache.length >= context_length:
-                # Prefill (first step, or the window is full: re-encode the last context_length tokens).
-                cache = model.new_kv_cache()
-                logits = model(tokens[:, -context_length:], kv_cache=cache)[:, -1]
-            else:
-                logits = model(tokens[:, -1:], kv_cache=cache)[:, -1]
-            next_token = sample_next_token(logits, temperature, top_p, generator)  # (batch,)
-            if eos_token_id is not None:
-                next_token = torch.where(done, torch.full_like(next_token, eos_token_id), next_token)
-                done |= next_token == eos_token_id
-            new.append(next_token)
-            tokens = torch.cat([tokens, next_token[:, None]], dim=1)
-            if eos_token_id is not None and bool(done.all()):
-                break
-    finally:
-        model.train(was_training)
-    if not new:
-        return torch.empty(batch, 0, dtype=torch.long, device=device)
-    return torch.stack(new, dim=1)  # (batch, new)
+
+def _last_logits(
+    model: torch.nn.Module, tokens: Tensor, cache: KVCache | None, use_cache: bool
+) -> tuple[Float[Tensor, "batch vocab"], KVCache | None]:
+    """Logits of the next token after ``tokens``, and the cache to use for the step after."""
+    context_length = model.config.context_length
+    if not use_cache:
+        return model(tokens[:, -context_length:])[:, -1], None  # crop to the context window
+    if cache is None or cache.length >= context_length:
+        # Prefill: the first step, or the window is full (re-encode the last context_length tokens;
+        # cached keys were rotated for positions that no longer exist in the cropped window).
+        cache = model.new_kv_cache()
+        return model(tokens[:, -context_length:], kv_cache=cache)[:, -1], cache
+    # Decode: only the newest token goes through the model; the cache holds every earlier k, v.
+    return model(tokens[:, -1:], kv_cache=cache)[:, -1], cache
 
 
 def _eos_id(tokenizer: Any, eos: str) -> int | None:
