@@ -241,11 +241,6 @@ def _count_host_reads(monkeypatch) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.xfail(
-    reason="basics.nn_utils.clip_gradients still branches on the norm (one sync per step); the basics "
-    "helper's clamp-multiply clip removes it (issue 13) -- then delete this marker",
-    strict=False,
-)
 def test_steps_between_log_steps_never_read_the_device(adapters, tmp_path, monkeypatch):
     """Host reads must not grow with the number of steps between two log points: a run of 3 steps and
     one of 12 steps, each with one log, one evaluation and one checkpoint, read the device equally often."""
