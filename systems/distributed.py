@@ -24,15 +24,25 @@ interface, not a behaviour switch.
 
 from __future__ import annotations
 
+import datetime
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from basics.device import resolve_device
 
-__all__ = ["DistributedInfo", "init_distributed", "cleanup_distributed", "is_distributed"]
+__all__ = [
+    "DistributedInfo",
+    "init_distributed",
+    "cleanup_distributed",
+    "is_distributed",
+    "run_on_local_ranks",
+]
 
 _TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -90,3 +100,31 @@ def cleanup_distributed() -> None:
     """Tear down the default process group if one exists (safe to call in single-process runs)."""
     if is_distributed():
         dist.destroy_process_group()
+
+
+def _spawned_rank(
+    rank: int, world_size: int, port: int, out_dir: str, backend: str, threads: int, fn, args
+) -> None:
+    torch.set_num_threads(threads)
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+    timeout = datetime.timedelta(seconds=600)
+    store = dist.TCPStore("127.0.0.1", port, world_size + 1, is_master=False, timeout=timeout)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
+    try:
+        result = fn(rank, world_size, *args)
+    finally:
+        dist.destroy_process_group()
+    torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+def run_on_local_ranks(fn, world_size: int, *args, backend: str = "gloo", threads: int = 1) -> list:
+    """Start ``world_size`` processes on this machine, each in a process group of ``backend`` (nccl:
+    rank r on GPU r), run ``fn(rank, world_size, *args)`` in each and return the results by rank
+    (``fn`` must be a module-level function; its result goes back through ``torch.save``). For
+    benchmarks and demos without ``torchrun``; the parent hosts the rendezvous on a free port."""
+    store = dist.TCPStore("127.0.0.1", 0, world_size + 1, is_master=True, wait_for_workers=False)
+    with tempfile.TemporaryDirectory() as out_dir:
+        spawn_args = (world_size, store.port, out_dir, backend, threads, fn, args)
+        mp.spawn(_spawned_rank, args=spawn_args, nprocs=world_size, join=True)
+        return [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=False) for r in range(world_size)]

@@ -357,3 +357,17 @@ def format_gpu_check_table(rows: list[dict]) -> str:
 
 
 # (end of section: GPU readiness, gpu_check)
+
+
+# ---- cost accounting (issue 14) ----
+def parallel_cost(strategy, model_config, world_size, tokens_per_rank, compute_bytes=4):
+    """The formulas: (bytes each rank sends per step, bytes of weights+grads+AdamW per rank) of
+    strategy in {ddp, fsdp, tp, pp} for a TransformerLM with ``model_config`` (ModelConfig fields)."""
+    from basics.model import ModelConfig
+    from systems.parallel_cost import strategy_costs
+
+    costs = strategy_costs(strategy, ModelConfig(**model_config), world_size, tokens_per_rank, compute_bytes)
+    return costs.sent_bytes, costs.state_bytes
+
+
+# (end of section: cost accounting)

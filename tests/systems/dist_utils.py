@@ -218,3 +218,11 @@ def replay_pipeline(
         if pending == before:
             raise AssertionError(f"pipeline orders deadlock: {orders}")
     return 1.0 - work / (stages * max(clocks))
+
+
+def ring_bytes_sent(calls: list[tuple[str, int]], world_size: int) -> float:
+    """Bytes one rank sends for a CollectiveLog's calls under the ring model: an all-reduce 2(w-1)/w
+    of its buffer, an all-gather or a reduce-scatter (w-1)/w of the full buffer, a send its tensor."""
+    ring = (world_size - 1) / world_size
+    factor = {"allreduce_": 2 * ring, "_allgather_base_": ring, "_reduce_scatter_base_": ring, "send": 1.0}
+    return sum(factor.get(op, 0.0) * nbytes for op, nbytes in calls)

@@ -335,3 +335,12 @@ def test_fsdp_sharded_checkpoint_refuses_another_number_of_ranks(extension, adap
     optimizer = adapters.get_adamw_cls()(fsdp.parameters(), **ADAMW)
     with pytest.raises(ValueError, match="2 ranks"):
         adapters.fsdp_load_sharded_checkpoint(directory, 2, fsdp, optimizer)
+
+
+@pytest.mark.parametrize("name", ["float32", "bfloat16"])
+def test_fsdp_traffic_follows_the_formula(extension, adapters, name):
+    results, _ = extension
+    measured = du.ring_bytes_sent(results[0][f"prefetch=True-{name}"]["events"]["calls"], 2)
+    element_size = {"float32": 4, "bfloat16": 2}[name]
+    formula, _ = adapters.parallel_cost("fsdp", CONFIG, 2, BATCH * SEQ // 2, element_size)
+    assert measured == pytest.approx(formula, rel=1e-6)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from tests.grading import load_adapters
 from tests.systems import dist_utils as du
 
-pytestmark = pytest.mark.extension
+pytestmark = [pytest.mark.extension, pytest.mark.slow]
 
 BASE = dict(vocab_size=256, context_length=8, d_model=32, num_layers=2, num_heads=4, d_ff=64, rope_theta=1e4)
 TP_CONFIGS = {
@@ -252,3 +252,22 @@ def test_pipeline_bubble_follows_the_formula(spawned, schedule):
 def test_one_f_one_b_holds_fewer_activations_than_gpipe(spawned):
     gpipe, one_f_one_b = spawned[0]["pp-gpipe-peak"], spawned[0]["pp-1f1b-peak"]
     assert one_f_one_b < 0.85 * gpipe, (one_f_one_b, gpipe)
+
+
+# ---- the cost formulas against the measured traffic ----
+
+
+@pytest.mark.parametrize("name", list(TP_CONFIGS))
+def test_tensor_parallel_traffic_follows_the_formula(spawned, adapters, name):
+    run = spawned[0][f"tp-{name}"]
+    measured = du.ring_bytes_sent(run["forward_calls"] + run["backward_calls"], 2)
+    formula, _ = adapters.parallel_cost("tp", TP_CONFIGS[name], 2, BATCH * SEQ)
+    assert measured == pytest.approx(formula, rel=0.02)  # the loss's per-token reductions on top
+
+
+@pytest.mark.parametrize("schedule", ["gpipe", "1f1b"])
+def test_pipeline_traffic_follows_the_formula(spawned, adapters, schedule):
+    formula, _ = adapters.parallel_cost("pp", PP_CONFIG, 2, BATCH * SEQ)
+    for rank in (0, 1):
+        measured = du.ring_bytes_sent(spawned[rank][f"pp-{schedule}"]["calls"], 2)
+        assert measured == pytest.approx(formula, rel=0.01)
