@@ -119,3 +119,14 @@ def test_training_and_speed_checks(adapters, kernel_device):
     assert training[2]["status"] == "ok", training[2]
     assert {r["check"] for r in rows} == set(names)
     assert not any(r["status"] == "FAIL" and r["check"] != "training" for r in rows), rows
+
+
+@pytest.mark.slow
+def test_no_host_sync_check_names_the_phases_that_sync(adapters, kernel_device):
+    (row,) = adapters.run_gpu_checks(["no_host_sync"], kernel_device, **TINY)
+    assert (row["status"] == "ok") == (row["measured"] == "no host sync"), row
+    if row["status"] == "FAIL":
+        synced = row["measured"].removeprefix("host syncs in: ").split(", ")
+        assert set(synced) <= {"get_batch", "forward/backward", "clip_gradients", "AdamW"}, row
+        # Our kernels (forward/backward) and the AdamW step must never wait for the GPU.
+        assert "forward/backward" not in synced and "AdamW" not in synced, row
