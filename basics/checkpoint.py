@@ -25,13 +25,14 @@ import os
 import pickle
 import random
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import torch
+
+from basics.files import atomic_write
 
 __all__ = [
     "save_checkpoint",
@@ -150,18 +151,8 @@ def save_checkpoint(
     if not isinstance(out, str | os.PathLike):
         torch.save(payload, out)
         return
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
+    with atomic_write(out) as f:
+        torch.save(payload, f)
 
 
 def _name(src: PathOrFile) -> str:

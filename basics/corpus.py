@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import os
 import random
 import re
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from basics.files import atomic_write
 from basics.pretokenization import ENDOFTEXT
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "lm-from-scratch"
@@ -116,20 +115,10 @@ def write_corpus(
     paths = {}
     for split, indices in splits.items():
         path = out_dir / f"{split}.txt"
-        _atomic_write_text(path, ENDOFTEXT.join(docs[i] for i in sorted(indices)))
+        with atomic_write(path, "w", encoding="utf-8", newline="") as f:
+            f.write(ENDOFTEXT.join(docs[i] for i in sorted(indices)))
         paths[split] = path
     return CorpusPaths(train=paths["train"], validation=paths["validation"])
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_corpus(
@@ -229,5 +218,6 @@ def download_corpus(
     if val_split is None:
         return write_corpus(take(train_split), out_dir, validation_fraction, seed)
     for split, path in ((train_split, paths.train), (val_split, paths.validation)):
-        _atomic_write_text(path, ENDOFTEXT.join(_clean(d).strip() for d in take(split)))
+        with atomic_write(path, "w", encoding="utf-8", newline="") as f:
+            f.write(ENDOFTEXT.join(_clean(d).strip() for d in take(split)))
     return paths

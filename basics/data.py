@@ -28,7 +28,6 @@ import json
 import math
 import multiprocessing
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from basics.device import check_device
+from basics.files import atomic_path
 from basics.pretokenization import ENDOFTEXT, find_chunk_boundaries
 from basics.tokenizer import eos_token_id
 
@@ -197,27 +197,22 @@ def tokenize_to_array(
 
     # Ids stream into a raw temporary file beside the output (same filesystem, so the final rename
     # is atomic): memory holds a few chunks, never the corpus. An interrupted run leaves no .npy.
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    raw_fd, raw_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".raw")
-    npy_name = raw_name[: -len(".raw")] + ".npy"
-    try:
-        total = 0
-        with os.fdopen(raw_fd, "wb") as raw, _progress_bar(progress, sum(e - s for _, s, e in tasks)) as bar:
-            for ids, nbytes in _run_tasks(tasks, num_processes, (tokenizer, eos, eos_id, dtype)):
-                raw.write(ids.tobytes())
-                total += len(ids)
-                bar.update(nbytes)
-        _raw_to_npy(raw_name, npy_name, dtype, total)
-        os.replace(npy_name, out_path)
-    finally:
-        for name in (raw_name, npy_name):
-            if os.path.exists(name):
-                os.remove(name)
+    with atomic_path(out_path, suffix=".npy") as npy_path:
+        raw_path = npy_path.with_suffix(".raw")
+        try:
+            total = 0
+            with open(raw_path, "wb") as raw, _progress_bar(progress, sum(e - s for _, s, e in tasks)) as bar:
+                for ids, nbytes in _run_tasks(tasks, num_processes, (tokenizer, eos, eos_id, dtype)):
+                    raw.write(ids.tobytes())
+                    total += len(ids)
+                    bar.update(nbytes)
+            _raw_to_npy(raw_path, npy_path, dtype, total)
+        finally:
+            raw_path.unlink(missing_ok=True)
     return load_tokens(out_path)
 
 
-def _raw_to_npy(raw_name: str, npy_name: str, dtype: np.dtype, total: int) -> None:
+def _raw_to_npy(raw_name: str | Path, npy_name: str | Path, dtype: np.dtype, total: int) -> None:
     """The .npy header needs the length, known only at the end: copy the raw ids behind a header, in
     blocks so a corpus larger than RAM never has to fit in it."""
     source = np.memmap(raw_name, dtype=dtype, mode="r", shape=(total,)) if total else np.zeros(0, dtype)
@@ -409,14 +404,13 @@ def _write_split(shards: list[tuple[Path, dict]], train_path: Path, val_path: Pa
         (val_path, [a[c:] for a, c in zip(arrays, cuts)]),
     ):
         total = sum(len(p) for p in parts)
-        temporary = path.with_name(f".{path.name}.tmp.npy")
-        out = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=(total,))
-        position = 0
-        for part in parts:
-            for i in range(0, len(part), _COPY_BLOCK):
-                block = part[i : i + _COPY_BLOCK]
-                out[position : position + len(block)] = block
-                position += len(block)
-        out.flush()
-        del out
-        os.replace(temporary, path)
+        with atomic_path(path, suffix=".npy") as temporary:
+            out = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=(total,))
+            position = 0
+            for part in parts:
+                for i in range(0, len(part), _COPY_BLOCK):
+                    block = part[i : i + _COPY_BLOCK]
+                    out[position : position + len(block)] = block
+                    position += len(block)
+            out.flush()
+            del out  # close the map before the rename (required on Windows)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from basics.files import atomic_write
 
 __all__ = ["MetricsLog", "plot_loss_curve"]
 
@@ -38,9 +39,8 @@ class MetricsLog:
                     continue
                 if isinstance(record, dict) and record.get("step", math.inf) <= start_step:
                     kept.append(line + "\n")
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, path)
+        with atomic_write(path, "w") as f:
+            f.write("".join(kept))
         if config.wandb:
             import wandb
 

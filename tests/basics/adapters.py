@@ -327,6 +327,14 @@ def run_load_tokens(path):
     return load_tokens(path)
 
 
+def atomic_write(path, mode="wb", **open_kwargs):
+    """A context manager like ``open(path, mode)`` whose file replaces ``path`` only if the block
+    finishes without an error (extension: the one atomic-write helper)."""
+    from basics.files import atomic_write
+
+    return atomic_write(path, mode, **open_kwargs)
+
+
 def run_save_checkpoint(model, optimizer, iteration, out, config=None):
     from basics.checkpoint import save_checkpoint
 
