@@ -266,9 +266,9 @@ def collect_rollouts(
     generator: torch.Generator | None = None,
 ) -> Rollouts:
     """Sample ``group_size`` responses per question, score them, normalise within each group, tokenize."""
-    prompts = [
-        p for p, _ in questions for _ in range(config.group_size)
-    ]  # question-major: groups are contiguous
+    # question-major (rollouts = Q * G): each group's G copies are contiguous, which is what
+    # compute_group_normalized_rewards's view(-1, group_size) relies on
+    prompts = [p for p, _ in questions for _ in range(config.group_size)]
     truths = [t for _, t in questions for _ in range(config.group_size)]
     responses = sample_completions(
         policy,
@@ -281,6 +281,7 @@ def collect_rollouts(
         batch_size=len(prompts),
         generator=generator,
     )
+    # (rollouts,) each: the group is its own baseline, so no value model is needed
     advantages, raw_rewards, stats = compute_group_normalized_rewards(
         reward_fn, responses, truths, config.group_size, config.advantage_eps, config.normalize_by_std
     )
@@ -290,7 +291,9 @@ def collect_rollouts(
         rows = slice(start, start + config.microbatch_size)
         data["advantages"] = advantages[rows, None].to(device)  # (micro, 1): one advantage per sequence
         data["raw_rewards"] = raw_rewards[rows, None].to(device)
-    if config.loss_type == "grpo_clip":  # pi_old: the policy that sampled, frozen before the first update
+    # pi_old: the policy that sampled, recorded before the first update; later epochs are off-policy
+    # and the clipped ratio pi / pi_old needs it (the on-policy losses do not)
+    if config.loss_type == "grpo_clip":
         add_log_probs(policy, microbatches, "old_log_probs")
     return Rollouts(prompts, responses, advantages, raw_rewards, stats, microbatches)
 
@@ -304,13 +307,13 @@ def grpo_policy_update(
 ) -> dict[str, float]:
     """``epochs_per_rollout_batch`` optimizer steps on one rollout batch, each accumulating gradients
     over every microbatch (so one step sees the whole batch, whatever the microbatch size)."""
-    accumulation = len(rollouts.microbatches)
+    accumulation = len(rollouts.microbatches)  # each microbatch's loss is divided by this: one batch mean
     sums = {"loss": 0.0, "entropy": 0.0, "clipped": 0.0, "tokens": 0, "grad_norm": 0.0}
     for _ in range(config.epochs_per_rollout_batch):
         loop.optimizer.zero_grad(set_to_none=True)
         epoch_loss = 0.0
         for data in rollouts.microbatches:
-            with autocast(policy):
+            with autocast(policy):  # log_probs, token_entropy: (micro, seq), aligned with labels
                 out = get_response_log_probs(
                     policy, data["input_ids"], data["labels"], return_token_entropy=True
                 )

@@ -84,9 +84,9 @@ def load_policy(
 
             tokenizer = Tokenizer.load(config["tokenizer"])
         return model.eval(), tokenizer
-    if path.suffix == ".pt" or str(source).startswith((".", "/", "~")):
+    if not path.is_dir() and (path.suffix == ".pt" or str(source).startswith((".", "/", "~"))):
         raise FileNotFoundError(f"no such policy checkpoint or model directory: {source}")
-    return load_hf_policy(str(source), device, dtype)
+    return load_hf_policy(str(source), device, dtype)  # a local folder, or a hub name
 
 
 def load_hf_policy(

@@ -194,7 +194,7 @@ class RewardModelConfig:
     steps: int = 300  # optimizer steps
     batch_size: int = 32  # preference pairs per step
     learning_rate: float = 1e-3  # peak learning rate (tiny CPU models; ~1e-5 for 1B+ models)
-    min_learning_rate: float = 1e-4  # learning rate at the end of the cosine
+    min_learning_rate: float | None = None  # learning rate at the end of the cosine (None: peak / 10)
     warmup_steps: int = 20  # linear warmup steps
     weight_decay: float = 0.0  # AdamW weight decay
     max_grad_norm: float = 1.0  # gradient clipping threshold (0: no clipping)
@@ -206,11 +206,17 @@ class RewardModelConfig:
         check_config(
             self,
             positive=("steps", "batch_size", "learning_rate"),
-            non_negative=("min_learning_rate", "warmup_steps", "weight_decay", "max_grad_norm")
+            non_negative=("warmup_steps", "weight_decay", "max_grad_norm")
             + ("eval_every", "checkpoint_every"),
         )
-        if self.min_learning_rate > self.learning_rate:
-            raise ValueError("RewardModelConfig.min_learning_rate must not exceed learning_rate")
+        if self.min_learning_rate is not None and not 0 <= self.min_learning_rate <= self.learning_rate:
+            raise ValueError(
+                f"RewardModelConfig.min_learning_rate must be in [0, learning_rate = {self.learning_rate}], got {self.min_learning_rate}"
+            )
+
+    @property
+    def final_learning_rate(self) -> float:
+        return self.learning_rate / 10 if self.min_learning_rate is None else self.min_learning_rate
 
 
 def train_reward_model(
@@ -247,7 +253,7 @@ def train_reward_model(
     warmup = min(config.warmup_steps, config.steps)
     for step in loop.steps(config.steps):
         lr = lr_cosine_schedule(
-            step - 1, config.learning_rate, config.min_learning_rate, warmup, config.steps
+            step - 1, config.learning_rate, config.final_learning_rate, warmup, config.steps
         )
         set_learning_rate(optimizer, lr)
         batch = [pairs[rng.randrange(len(pairs))] for _ in range(config.batch_size)]

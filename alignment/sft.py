@@ -226,7 +226,7 @@ class SFTConfig:
     batch_size: int = 32  # examples per optimizer step
     gradient_accumulation_steps: int = 1  # microbatches per step (batch_size must divide evenly)
     learning_rate: float = 3e-3  # peak learning rate
-    min_learning_rate: float = 3e-4  # learning rate at the end of the cosine
+    min_learning_rate: float | None = None  # learning rate at the end of the cosine (None: peak / 10)
     warmup_steps: int = 20  # linear warmup steps
     weight_decay: float = 0.0  # AdamW weight decay
     max_grad_norm: float = 1.0  # gradient clipping threshold (0: no clipping)
@@ -239,7 +239,7 @@ class SFTConfig:
         check_config(
             self,
             positive=("steps", "batch_size", "gradient_accumulation_steps", "learning_rate"),
-            non_negative=("min_learning_rate", "warmup_steps", "weight_decay", "max_grad_norm")
+            non_negative=("warmup_steps", "weight_decay", "max_grad_norm")
             + ("eval_every", "checkpoint_every"),
         )
         if self.batch_size % self.gradient_accumulation_steps:
@@ -247,8 +247,14 @@ class SFTConfig:
                 f"SFTConfig.batch_size ({self.batch_size}) must be divisible by "
                 f"gradient_accumulation_steps ({self.gradient_accumulation_steps})"
             )
-        if self.min_learning_rate > self.learning_rate:
-            raise ValueError("SFTConfig.min_learning_rate must not exceed learning_rate")
+        if self.min_learning_rate is not None and not 0 <= self.min_learning_rate <= self.learning_rate:
+            raise ValueError(
+                f"SFTConfig.min_learning_rate must be in [0, learning_rate = {self.learning_rate}], got {self.min_learning_rate}"
+            )
+
+    @property
+    def final_learning_rate(self) -> float:
+        return self.learning_rate / 10 if self.min_learning_rate is None else self.min_learning_rate
 
 
 def sft_step_loss(
@@ -303,7 +309,7 @@ def train_sft(
     warmup = min(config.warmup_steps, config.steps)
     for step in loop.steps(config.steps):
         lr = lr_cosine_schedule(
-            step - 1, config.learning_rate, config.min_learning_rate, warmup, config.steps
+            step - 1, config.learning_rate, config.final_learning_rate, warmup, config.steps
         )
         set_learning_rate(optimizer, lr)
         batch = [examples[rng.randrange(len(examples))] for _ in range(config.batch_size)]

@@ -7,8 +7,8 @@ carry (" 7+5=12, 4+8+1=13 </think> <answer>32</answer>"; --sloppy-fraction 0 for
 copies the flaw and the GRPO stage has something a verifier can fix. It prints held-out accuracy (greedy,
 95% Wilson interval) before and after, saves the policy for the GRPO / DPO stages and a curve PNG.
 Checkpoints go to OUT/checkpoints every --checkpoint-every steps; --resume continues an interrupted run.
-Defaults differ from the dataclasses' where the demo needs it: --steps 700, --sloppy-fraction 0.6, and
-the model (d_model 96, 2 layers, 4 heads, context 128, vocab 257).
+Defaults differ from the dataclasses' where the demo needs it: --sloppy-fraction 0.6, and without --init
+--steps 700 --min-learning-rate 3e-4 and the model (d_model 96, 2 layers, 4 heads, context 128, vocab 257).
 
 Examples:
     python scripts/sft.py --out runs/sft                       # the CPU demo, about 2 minutes
@@ -47,7 +47,7 @@ DEMO_MODEL = ModelConfig(
     rope_impl="complex",
 )
 DEMO_TASK = TaskConfig(sloppy_fraction=0.6)
-DEMO_SFT = SFTConfig(steps=700, eval_every=100)
+DEMO_SFT = SFTConfig(steps=700, eval_every=100, min_learning_rate=3e-4)
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,7 +63,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     task_config = config_from_arguments(TaskConfig, args, base=DEMO_TASK)
-    sft_config = config_from_arguments(SFTConfig, args, base=DEMO_SFT)
+    # the demo's schedule for the fresh demo model; the dataclass's defaults for a given --init
+    sft_config = config_from_arguments(SFTConfig, args, base=DEMO_SFT if args.init is None else None)
     model_config = config_from_arguments(ModelConfig, args, base=DEMO_MODEL, prefix="model_")
     torch.set_num_threads(args.threads)
     if args.init is None:

@@ -105,3 +105,26 @@ def test_interrupted_run_resumes_to_the_same_policy(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     missing = run("sft", *args, "--resume", "--out", str(tmp_path / "c"), cwd=tmp_path)
     assert missing.returncode == 2 and "no checkpoint" in missing.stderr
+
+
+def test_hf_policy_trains_with_fp32_master_weights(tmp_path):
+    """An HF model stored in bf16 is trained in fp32 (bf16 autocast on CUDA only): a first AdamW step at
+    lr 1e-5 moves weights by ~1e-5, far below bf16's resolution near 0.02 (~1e-4), so a pure-bf16
+    update would leave almost every weight unchanged."""
+    from safetensors.torch import load_file
+
+    from tests.alignment.tiny import CharTokenizer, hf_char_tokenizer, tiny_hf_model
+
+    init = tmp_path / "hf_bf16"
+    tiny_hf_model(CharTokenizer().vocab_size).to(torch.bfloat16).save_pretrained(init)
+    hf_char_tokenizer().save_pretrained(init)
+    args = ["--train-size", "20", "--eval-size", "2", "--max-new-tokens", "4", "--batch-size", "2"]
+    args += ["--eval-every", "0", "--steps", "1", "--learning-rate", "1e-5", "--warmup-steps", "0"]
+    result = run("sft", "--init", str(init), *args, "--out", str(tmp_path / "sft"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    before = load_file(init / "model.safetensors")
+    after = load_file(tmp_path / "sft" / "policy" / "model.safetensors")
+    weight = "model.layers.0.mlp.down_proj.weight"
+    assert after[weight].dtype == torch.float32  # the master weights are fp32
+    changed = (after[weight] != before[weight].float()).float().mean()
+    assert changed > 0.9, float(changed)
