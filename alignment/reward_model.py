@@ -318,7 +318,7 @@ def load_reward_model(source: str | Path, device: str | torch.device = "cpu") ->
     config = read_checkpoint_config(path) or {}
     if config.get("kind") != "reward_model":
         raise ValueError(f"{path} is not a reward model checkpoint (save one with save_reward_model)")
-    backbone = TransformerLM.from_config(ModelConfig(**config["model"]), device=torch.device(device))
+    backbone = TransformerLM.from_config(ModelConfig.from_dict(config["model"]), device=torch.device(device))
     backbone.lm_head = nn.Identity()
     model = ScalarHeadModel(backbone, backbone.config.d_model).to(device)
     load_checkpoint(path, model, map_location=device)
