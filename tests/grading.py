@@ -92,10 +92,10 @@ def import_adapters(spec: str) -> ModuleType:
         path = path.resolve()
         if not path.is_file():
             raise FileNotFoundError(f"no adapters file {spec}")
-        root = next((p.parent for p in path.parents if p.name == "tests"), path.parent)
-        if str(root) not in sys.path:
-            sys.path.insert(0, str(root))
-            _added_paths.insert(0, str(root))
+        root = str(next((p.parent for p in path.parents if p.name == "tests"), path.parent))
+        if root not in _added_paths:
+            _added_paths.insert(0, root)
+        _paths_first()
         name = "_graded_adapters_" + "".join(c if c.isalnum() else "_" for c in str(path))
         if name in sys.modules:
             return sys.modules[name]
@@ -109,6 +109,15 @@ def import_adapters(spec: str) -> ModuleType:
             raise
         return module
     return importlib.import_module(spec)
+
+
+def _paths_first() -> None:
+    """Put the repositories of graded adapters files first on sys.path (pytest's own path handling may
+    have moved them back), so their packages win over same-named ones of the graders' repository."""
+    for root in reversed(_added_paths):
+        while root in sys.path:
+            sys.path.remove(root)
+        sys.path.insert(0, root)
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -318,6 +327,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item):
     # Fixtures are filled here: a module-scoped fixture that hit a stub skips every grader using it.
+    _paths_first()
     try:
         return (yield)
     except NotImplementedError as error:
