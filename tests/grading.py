@@ -318,8 +318,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     except NotImplementedError as error:
         raise pytest.skip.Exception(f"not implemented: {_where(error)}", _use_item_location=True) from None
     except Exception as error:
-        # A spawned worker that hit a stub: torch reports it as the worker's traceback text.
-        if "NotImplementedError" in str(error) and type(error).__name__ == "ProcessRaisedException":
+        if _stub_in_worker(error):
             raise pytest.skip.Exception("not implemented (in a worker process)", _use_item_location=True) from None
         raise
 
@@ -332,6 +331,15 @@ def pytest_runtest_setup(item: pytest.Item):
         return (yield)
     except NotImplementedError as error:
         raise pytest.skip.Exception(f"not implemented: {_where(error)}", _use_item_location=True) from None
+    except Exception as error:
+        if _stub_in_worker(error):
+            raise pytest.skip.Exception("not implemented (in a worker process)", _use_item_location=True) from None
+        raise
+
+
+def _stub_in_worker(error: Exception) -> bool:
+    """A spawned worker that hit a stub: torch reports it as the worker's traceback text."""
+    return type(error).__name__ == "ProcessRaisedException" and "NotImplementedError" in str(error)
 
 
 def _where(error: BaseException) -> str:
