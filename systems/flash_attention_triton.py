@@ -132,10 +132,8 @@ def _flash_backward_dkdv_kernel(
     DOT_PRECISION: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
 ):
-    # q, do are contiguous (batch, Nq, d) (row stride d); k, v, dk, dv contiguous (batch, Nk, d).
-    # Written transposed -- S^T = K Q^T is (keys x queries) -- so P^T and dS^T, which multiply into
-    # dV = P^T dO and dK = dS^T Q, come out of the dots already transposed: only the 16-bit Q and dO
-    # tiles are ever transposed, never an fp32 (keys x queries) tile.
+    # Transposed tiles (S^T = K Q^T, keys x queries): P^T and dS^T come out of the dots ready for
+    # dV = P^T dO and dK = dS^T Q, so only 16-bit Q and dO tiles are ever transposed (module docstring).
     k_tile = tl.program_id(0)
     batch = tl.program_id(1).to(tl.int64)
     keys = k_tile * K_TILE + tl.arange(0, K_TILE)

@@ -45,7 +45,6 @@ ALLOWED: dict[str, set[str]] = {
     "import cycles": set(),
     "long functions": {
         "scaling/isoflops.py:plot_isoflops",  # scaling
-        "systems/flash_attention_triton.py:_flash_backward_dkdv_kernel",  # gpu (or mark "# one piece: <why>")
     },
 }
 

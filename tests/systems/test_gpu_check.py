@@ -122,11 +122,8 @@ def test_training_and_speed_checks(adapters, kernel_device):
 
 
 @pytest.mark.slow
-def test_no_host_sync_check_names_the_phases_that_sync(adapters, kernel_device):
+def test_training_steps_with_our_kernels_never_wait_for_the_device(adapters, kernel_device):
+    # get_batch, forward/backward through our kernels, clip_gradients and AdamW: no phase reads a
+    # tensor value on the host (on the CPU: found by the profiler; on a GPU: set_sync_debug_mode).
     (row,) = adapters.run_gpu_checks(["no_host_sync"], kernel_device, **TINY)
-    assert (row["status"] == "ok") == (row["measured"] == "no host sync"), row
-    if row["status"] == "FAIL":
-        synced = row["measured"].removeprefix("host syncs in: ").split(", ")
-        assert set(synced) <= {"get_batch", "forward/backward", "clip_gradients", "AdamW"}, row
-        # Our kernels (forward/backward) and the AdamW step must never wait for the GPU.
-        assert "forward/backward" not in synced and "AdamW" not in synced, row
+    assert row["status"] == "ok" and row["measured"] == "no host sync", row
