@@ -151,16 +151,17 @@ def train_bpe(
     ``num_processes`` (default: all cores) pre-tokenize in parallel; ``progress`` shows tqdm bars.
     """
     specials = _check_arguments(input_path, vocab_size, special_tokens)
-    num_merges = vocab_size - 256 - len(specials)
+    num_merges = vocab_size - 256 - len(specials)  # the 256 bytes and the specials take their ids first
+    # Count each distinct pre-token once (in parallel), then work on the distinct ones only.
     words, freqs = _unique_words(count_pretokens(input_path, specials, num_processes, progress))
-    pair_counts, where = _index_pairs(words, freqs)
+    pair_counts, where = _index_pairs(words, freqs)  # counted once; merges then update them in place
     token_bytes = [bytes([i]) for i in range(256)]  # id -> bytes, grows by one per merge
     sort_key = [_descending(t) for t in token_bytes]  # id -> heap tie-break key
 
     def entry(pair: Pair) -> tuple:  # the heap orders by count, then by the greater pair
         return (-pair_counts[pair], sort_key[pair[0]], sort_key[pair[1]], *pair)
 
-    heap = [entry(pair) for pair in pair_counts]
+    heap = [entry(pair) for pair in pair_counts]  # a max-heap by count, as a min-heap of negated counts
     heapq.heapify(heap)
     merges: list[tuple[bytes, bytes]] = []
     bar = _progress_bar(progress, num_merges)
@@ -205,8 +206,8 @@ def _index_pairs(words: list[list[int]], freqs: list[int]) -> tuple[dict[Pair, i
     where: dict[Pair, set[int]] = defaultdict(set)
     for index, (word, n) in enumerate(zip(words, freqs)):
         for pair in zip(word, word[1:]):
-            pair_counts[pair] += n
-            where[pair].add(index)
+            pair_counts[pair] += n  # a word seen n times contributes each of its pairs n times
+            where[pair].add(index)  # so a merge visits only the words that hold its pair
     return pair_counts, where
 
 

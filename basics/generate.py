@@ -65,15 +65,16 @@ def sample_next_token(
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     logits = logits.float()
     if temperature == 0:
-        return logits.argmax(dim=-1)
+        return logits.argmax(dim=-1)  # the limit of temperature -> 0: all mass on the largest logit
+    # Dividing the logits by T < 1 sharpens the distribution, T > 1 flattens it.
     probs = torch.softmax(logits / temperature, dim=-1)  # (batch, vocab)
     if top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        sorted_probs, order = probs.sort(dim=-1, descending=True)  # (batch, vocab) each
         # A token is in the nucleus if the tokens before it sum to less than top_p; the most likely
         # token always is (its prefix sum is 0).
         before = sorted_probs.cumsum(dim=-1) - sorted_probs
         sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)  # back to vocabulary order
     # multinomial renormalises the kept probabilities.
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 

@@ -95,9 +95,7 @@ class ModelConfig:
     tie_embeddings: bool = False  # share token_embeddings.weight with lm_head.weight
     dropout: float = 0.0  # residual dropout probability
     norm_eps: float = 1e-5  # epsilon inside the norms
-    norm_impl: NormImpl = (
-        "reference"  # reference | torch | pytorch_autograd | triton (last two: RMSNorm only)
-    )
+    norm_impl: NormImpl = "reference"  # reference | torch | pytorch_autograd | triton (last two: rmsnorm)
     attention_impl: AttentionImpl = "reference"  # reference | sdpa | flash_pytorch | flash_triton
     rope_impl: RopeImpl = "reference"  # reference (real arithmetic; torch.compile fuses it) | complex
 
@@ -190,12 +188,15 @@ class Linear(nn.Module):
     def __init__(self, in_features: int, out_features: int, device=None, dtype=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
+        # Stored (out, in), as torch stores it, so that checkpoints and HF exports need no transpose.
         self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
+        # Variance 2 / (in + out) keeps activations and gradients about the same size through the layer
+        # (Glorot); truncating at 3 sigma drops the rare huge weights.
         std = math.sqrt(2.0 / (in_features + out_features))
         nn.init.trunc_normal_(self.weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
 
     def forward(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_out"]:
-        return x @ self.weight.T
+        return x @ self.weight.T  # (..., d_in) @ (d_in, d_out) -> (..., d_out)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
@@ -210,7 +211,7 @@ class Embedding(nn.Module):
         nn.init.trunc_normal_(self.weight, mean=0.0, std=1.0, a=-3.0, b=3.0)
 
     def forward(self, token_ids: Int[Tensor, ...]) -> Float[Tensor, "... d_model"]:
-        return self.weight[token_ids]
+        return self.weight[token_ids]  # row i of the table for token id i: (...) -> (..., d_model)
 
 
 class RMSNorm(nn.Module):
@@ -231,12 +232,13 @@ class RMSNorm(nn.Module):
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         if self.impl == "torch":
             return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
-        if self._kernel is not None:
+        if self._kernel is not None:  # a unit-2 kernel registered by systems
             return self._kernel.apply(x, self.weight, self.eps)
         in_dtype = x.dtype
         x = x.float()
-        rms = torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return (x / rms * self.weight.float()).to(in_dtype)
+        # eps inside the square root: a row of zeros gives 0 / sqrt(eps) = 0, not 0 / 0.
+        rms = torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # (..., 1)
+        return (x / rms * self.weight.float()).to(in_dtype)  # g scales each feature
 
 
 class LayerNorm(nn.Module):
@@ -259,8 +261,8 @@ class LayerNorm(nn.Module):
         if self.impl == "torch":
             shape = (x.shape[-1],)
             return F.layer_norm(x, shape, self.weight.float(), self.bias.float(), self.eps).to(in_dtype)
-        mean = x.mean(dim=-1, keepdim=True)
-        var = (x - mean).pow(2).mean(dim=-1, keepdim=True)
+        mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
+        var = (x - mean).pow(2).mean(dim=-1, keepdim=True)  # biased (divide by d), as torch's LayerNorm
         return ((x - mean) / torch.sqrt(var + self.eps) * self.weight.float() + self.bias.float()).to(
             in_dtype
         )
@@ -300,7 +302,7 @@ class FeedForward(nn.Module):
         self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
 
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-        h = self.w1(x)
+        h = self.w1(x)  # (..., d_ff): up-project, apply the nonlinearity there, project back
         return self.w2(silu(h) if self.activation == "silu" else gelu(h))
 
 
@@ -323,8 +325,11 @@ class RotaryPositionalEmbedding(nn.Module):
         self.impl = impl
         if d_k % 2:
             raise ValueError(f"RoPE needs an even dimension; got d_k={d_k}")
+        # Pair k turns theta^(-2k/d_k) radians per position: fast for the first pairs, slower and slower
+        # after, so nearby and far-apart positions are both told apart.
         inv_freq = theta ** (-torch.arange(0, d_k, 2, device=device, dtype=torch.float32) / d_k)  # (d_k/2,)
         angles = torch.outer(torch.arange(max_seq_len, device=device, dtype=torch.float32), inv_freq)
+        # angles[pos, k] = pos * inv_freq[k]: (max_seq_len, d_k/2), computed once, looked up per call.
         # Tables are derived from theta, so they are not saved in the state dict.
         self.register_buffer("cos", angles.cos(), persistent=False)  # (max_seq_len, d_k/2)
         self.register_buffer("sin", angles.sin(), persistent=False)
@@ -348,8 +353,8 @@ def softmax(x: Float[Tensor, ...], dim: int) -> Float[Tensor, ...]:
     """exp(x - max) / sum(exp(x - max)) along ``dim``: subtracting the max keeps exp from overflowing
     and does not change the result. Computed in fp32 and cast back."""
     x32 = x.float()
-    exp = torch.exp(x32 - x32.amax(dim=dim, keepdim=True))
-    return (exp / exp.sum(dim=dim, keepdim=True)).to(x.dtype)
+    exp = torch.exp(x32 - x32.amax(dim=dim, keepdim=True))  # every exponent <= 0: no overflow
+    return (exp / exp.sum(dim=dim, keepdim=True)).to(x.dtype)  # a row of -inf only would give 0/0 = nan
 
 
 def scaled_dot_product_attention(
@@ -359,17 +364,19 @@ def scaled_dot_product_attention(
     mask: Bool[Tensor, "queries keys"] | None = None,
 ) -> Float[Tensor, "... queries d_v"]:
     """softmax(Q K^T / sqrt(d_k)) V, where ``mask`` True means *attend* (False positions get -inf)."""
+    # Dividing by sqrt(d_k) keeps the scores' variance near 1 for unit-variance q, k, so the softmax
+    # does not saturate into a one-hot as d_k grows.
     scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])  # (..., queries, keys)
     if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return softmax(scores, dim=-1) @ V
+        scores = scores.masked_fill(~mask, float("-inf"))  # exp(-inf) = 0: masked keys get no weight
+    return softmax(scores, dim=-1) @ V  # (..., queries, keys) @ (..., keys, d_v) -> (..., queries, d_v)
 
 
 def causal_mask(num_queries: int, num_keys: int, device=None) -> Bool[Tensor, "queries keys"]:
     """Query i (the last ``num_queries`` of ``num_keys`` positions) attends to keys 0..its own position."""
-    offset = num_keys - num_queries
-    q = torch.arange(num_queries, device=device)[:, None] + offset
-    return q >= torch.arange(num_keys, device=device)[None, :]
+    offset = num_keys - num_queries  # the cached prefix before the queries (0 without a cache)
+    q = torch.arange(num_queries, device=device)[:, None] + offset  # (queries, 1): absolute positions
+    return q >= torch.arange(num_keys, device=device)[None, :]  # (queries, keys): key not in the future
 
 
 class KVCache:
@@ -521,10 +528,14 @@ class TransformerBlock(nn.Module):
         kv_cache: KVCache | None = None,
         layer: int = 0,
     ) -> Float[Tensor, "batch seq d_model"]:
-        if self.post_norm:
+        if self.post_norm:  # the original Transformer: normalise after each residual add
             z = self.ln1(x + self.dropout(self.attn(x, token_positions, kv_cache, layer)))
             return self.ln2(z + self.dropout(self.ffn(z)))
-        z = x + self.dropout(self.attn(self.ln1(x), token_positions, kv_cache, layer))
+        # Pre-norm: each sub-layer sees a normalised input, and the residual stream x -> z -> y is a
+        # clean sum, so gradients reach early layers undamped (Xiong et al., 2020).
+        z = x + self.dropout(
+            self.attn(self.ln1(x), token_positions, kv_cache, layer)
+        )  # (batch, seq, d_model)
         return z + self.dropout(self.ffn(self.ln2(z)))
 
 
@@ -586,15 +597,20 @@ class TransformerLM(nn.Module):
                 f"sequence of {offset + seq} tokens exceeds context_length {self.config.context_length}"
             )
         x = self.token_embeddings(token_ids)  # (batch, seq, d_model)
-        if self.position_embeddings is not None:
+        if (
+            self.position_embeddings is not None
+        ):  # learned absolute positions (the ablation); RoPE acts in attention
             if token_positions is None:
                 token_positions = torch.arange(offset, offset + seq, device=token_ids.device)
             x = x + self.position_embeddings(token_positions)
         x = self.dropout(x)
         for i, layer in enumerate(self.layers):
-            x = layer(x, token_positions, kv_cache, i)
+            x = layer(
+                x, token_positions, kv_cache, i
+            )  # the residual stream: (batch, seq, d_model) throughout
         if kv_cache is not None:
-            kv_cache.length += seq
+            kv_cache.length += seq  # every layer has stored this step's keys: move the shared cursor
+        # Unnormalised scores over the vocabulary; the loss (or the sampler) applies the softmax.
         return self.lm_head(self.ln_final(x))  # (batch, seq, vocab)
 
     def new_kv_cache(self, max_seq_len: int | None = None) -> KVCache:

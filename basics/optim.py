@@ -72,6 +72,7 @@ class AdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            # A parameter without a gradient (unused this step) gets no update, not even weight decay.
             params = [p for p in group["params"] if p.grad is not None]
             if any(p.grad.is_sparse for p in params):
                 raise ValueError("AdamW does not support sparse gradients")
@@ -119,15 +120,16 @@ class AdamW(torch.optim.Optimizer):
         grads = [p.grad for p in params]
         states = [self._state(p) for p in params]
         ms, vs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
-        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
-        torch._foreach_lerp_(ms, grads, 1.0 - beta1)
-        torch._foreach_mul_(vs, beta2)
-        torch._foreach_addcmul_(vs, grads, grads, value=1.0 - beta2)
+        torch._foreach_mul_(params, 1.0 - lr * weight_decay)  # theta *= 1 - lr wd, for every theta
+        torch._foreach_lerp_(ms, grads, 1.0 - beta1)  # m = beta1 m + (1 - beta1) g
+        torch._foreach_mul_(vs, beta2)  # v = beta2 v ...
+        torch._foreach_addcmul_(vs, grads, grads, value=1.0 - beta2)  # ... + (1 - beta2) g^2
+        # Per-parameter Python floats, as in the readable loop (each parameter has its own t).
         step_sizes = [-lr / (1.0 - beta1 ** s["step"]) for s in states]
         denoms = torch._foreach_sqrt(vs)  # new tensors: v itself stays as it is
         torch._foreach_div_(denoms, [math.sqrt(1.0 - beta2 ** s["step"]) for s in states])
-        torch._foreach_add_(denoms, eps)
-        torch._foreach_addcdiv_(params, ms, denoms, step_sizes)
+        torch._foreach_add_(denoms, eps)  # sqrt(v_hat) + eps
+        torch._foreach_addcdiv_(params, ms, denoms, step_sizes)  # theta -= lr m_hat / (sqrt(v_hat) + eps)
 
 
 def _by_device_and_dtype(params: list[torch.nn.Parameter]) -> list[list[torch.nn.Parameter]]:
@@ -168,13 +170,14 @@ def lr_cosine_schedule(
         raise ValueError(
             f"lr_cosine_schedule: cosine_cycle_iters ({cosine_cycle_iters}) must be >= warmup_iters ({warmup_iters})"
         )
-    if it < warmup_iters:
+    if it < warmup_iters:  # warmup: a small lr while Adam's second moments are still poor estimates
         return it / warmup_iters * max_learning_rate
     if it > cosine_cycle_iters:
         return min_learning_rate
     if cosine_cycle_iters == warmup_iters:  # a cosine of length 0: we are exactly at its start
         return max_learning_rate
-    progress = (it - warmup_iters) / (cosine_cycle_iters - warmup_iters)
+    progress = (it - warmup_iters) / (cosine_cycle_iters - warmup_iters)  # 0 -> 1 over the cosine
+    # 1/2 (1 + cos(pi p)) falls smoothly from 1 to 0: slow at both ends, fastest in the middle.
     return min_learning_rate + 0.5 * (1.0 + math.cos(math.pi * progress)) * (
         max_learning_rate - min_learning_rate
     )
@@ -211,7 +214,7 @@ def lr_wsd_schedule(
         raise ValueError(f"lr_wsd_schedule: decay_shape must be 'linear' or 'cosine', got {decay_shape!r}")
     if it < warmup_iters:
         return it / warmup_iters * max_learning_rate
-    decay_start = warmup_iters + stable_iters
+    decay_start = warmup_iters + stable_iters  # the stable phase ends here (resume point for longer runs)
     if it < decay_start:
         return max_learning_rate
     if it >= decay_start + decay_iters:

@@ -78,10 +78,10 @@ def bytes_to_unicode() -> dict[int, str]:
         *range(ord("¡"), ord("¬") + 1),
         *range(ord("®"), ord("ÿ") + 1),
     ]
-    mapping = {b: chr(b) for b in printable}
+    mapping = {b: chr(b) for b in printable}  # 188 bytes that print as themselves
     extra = 0
     for b in range(256):
-        if b not in mapping:
+        if b not in mapping:  # whitespace and control bytes would be invisible or break the files
             mapping[b] = chr(256 + extra)
             extra += 1
     return mapping
@@ -100,7 +100,7 @@ def _unicode_to_bytes() -> dict[str, int]:
 def _from_unicode(text: str) -> bytes:
     decoder = _unicode_to_bytes()
     try:
-        return bytes(decoder[c] for c in text)
+        return bytes(decoder[c] for c in text)  # one byte per character of the alphabet
     except KeyError:
         # Not in the byte alphabet (e.g. an added token written as plain text): take its UTF-8.
         return text.encode("utf-8")
@@ -129,29 +129,31 @@ class Tokenizer:
         self.merges: list[tuple[bytes, bytes]] = list(merges)
         self._pretokenizer = PreTokenizer(special_tokens)
         self.special_tokens: list[str] = self._pretokenizer.special_tokens
-        # bytes -> id; with duplicate bytes the lowest id wins.
+        # bytes -> id; with duplicate bytes the lowest id wins (iterate from the highest, overwrite).
         self._ids: dict[bytes, int] = {}
         for i in sorted(self.vocab, reverse=True):
             self._ids[self.vocab[i]] = i
         self.special_ids: dict[str, int] = {}
         for token in self.special_tokens:
             encoded = token.encode("utf-8")
-            if encoded not in self._ids:
+            if encoded not in self._ids:  # the handout's rule: append a missing special with a new id
                 new = max(self.vocab, default=-1) + 1
                 self.vocab[new] = encoded
                 self._ids[encoded] = new
             self.special_ids[token] = self._ids[encoded]
+        # Every byte must have a token, or some text could not be encoded at all.
         missing = [b for b in range(256) if bytes([b]) not in self._ids]
         if missing:
             raise ValueError(f"vocab lacks {len(missing)} single-byte tokens, e.g. byte {missing[0]}")
-        self._byte_ids = [self._ids[bytes([b])] for b in range(256)]
-        # (left id, right id) -> (rank, merged id): merging compares ranks, lower first.
+        self._byte_ids = [self._ids[bytes([b])] for b in range(256)]  # byte value -> id
+        # (left id, right id) -> (rank, merged id): encoding works on ids, and merging compares ranks,
+        # lower first. setdefault: if a pair was listed twice, its first (lowest) rank counts.
         self._ranks: dict[tuple[int, int], tuple[int, int]] = {}
         for rank, (a, b) in enumerate(self.merges):
             if a not in self._ids or b not in self._ids or a + b not in self._ids:
                 raise ValueError(f"merge {rank} ({a!r}, {b!r}) uses or makes a token missing from the vocab")
             self._ranks.setdefault((self._ids[a], self._ids[b]), (rank, self._ids[a + b]))
-        self._cache: dict[str, list[int]] = {}
+        self._cache: dict[str, list[int]] = {}  # pre-token -> ids: natural text repeats its words
 
     # ---- files --------------------------------------------------------------------------
 
@@ -179,6 +181,7 @@ class Tokenizer:
         for number, line in enumerate(merges_path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip() or (number == 1 and line.startswith("#version")):
                 continue
+            # A space separates the two tokens; tokens never contain one (space is written as "Ġ").
             parts = line.split(" ")
             if len(parts) != 2:
                 raise ValueError(
@@ -216,7 +219,8 @@ class Tokenizer:
         import tiktoken
 
         specials = set(self.special_ids.values())
-        ranks = {token: i for i, token in self.vocab.items() if i not in specials}
+        ranks = {token: i for i, token in self.vocab.items() if i not in specials}  # bytes -> rank
+        # tiktoken merges the pair whose *result* has the lowest rank, so ranks must follow merge order.
         merged = [self._ids[a + b] for a, b in self.merges]
         if len(ranks) != len(self.vocab) - len(specials):
             raise ValueError("vocab has duplicate tokens; tiktoken needs one rank per token")
@@ -269,12 +273,12 @@ class Tokenizer:
             for pretoken in pretokens:
                 ids = cache.get(pretoken)
                 if ids is None:
-                    if len(cache) >= _CACHE_LIMIT:
+                    if len(cache) >= _CACHE_LIMIT:  # bounded memory on long, diverse streams
                         cache.clear()
                     ids = cache[pretoken] = self._bpe(pretoken)
-                out += ids
+                out += ids  # merges never cross pre-tokens: their ids simply concatenate
             if special is not None:
-                out.append(self.special_ids[special])
+                out.append(self.special_ids[special])  # a special token is one id, never merged
             yield out
 
     def encode(self, text: str) -> list[int]:
@@ -297,8 +301,10 @@ class Tokenizer:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"file to encode not found: {path}")
-        dtype = np.uint16 if max(self.vocab) < (1 << 16) else np.int32
+        dtype = np.uint16 if max(self.vocab) < (1 << 16) else np.int32  # 2 bytes per id when they fit
         num_processes = num_processes or os.cpu_count() or 1
+        # Chunks start at a special token, where pre-tokenization splits anyway: encoding each chunk
+        # on its own gives exactly the ids of the whole file. Several chunks per process balance load.
         split = split_token_for(self.special_tokens)
         num_chunks = num_processes * 4 if num_processes > 1 else 1
         cuts = find_chunk_boundaries(path, num_chunks, split.encode("utf-8"), self.special_tokens)
@@ -306,7 +312,7 @@ class Tokenizer:
         if num_processes == 1 or len(jobs) == 1:
             parts = [_encode_range(self, job, dtype) for job in jobs]
         else:
-            state = (self.vocab, self.merges, self.special_tokens, dtype)
+            state = (self.vocab, self.merges, self.special_tokens, dtype)  # sent once per worker
             with multiprocessing.get_context().Pool(
                 min(num_processes, len(jobs)), _init_worker, state
             ) as pool:
@@ -318,6 +324,7 @@ class Tokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``; bytes that are not valid UTF-8 become U+FFFD."""
         try:
+            # Join bytes first, decode once: one character's bytes may be split across tokens.
             data = b"".join([self.vocab[int(i)] for i in ids])
         except KeyError as error:
             raise ValueError(
