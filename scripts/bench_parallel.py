@@ -15,7 +15,8 @@ Pairs: DDP (ours bucketed vs ``torch.nn.parallel.DistributedDataParallel``), FSD
 ``torch.distributed.tensor.parallel`` with the same Megatron plan and ``loss_parallel``), and our
 pipeline (1F1B, no peer). DDP and FSDP split each global batch over the ranks; TP and PP ranks all
 see the whole batch. A second table puts the formulas of ``systems.parallel_cost`` beside the
-measurements.
+measurements, a third the pipeline's bubble for 1-16 micro-batches: the formula, the executed
+schedule replayed with unit costs, and the wall clock (idle fraction of the idler rank).
 
     python scripts/bench_parallel.py                       # 2 gloo ranks, a small model (minutes)
     python scripts/bench_parallel.py --backend nccl --d-model 1024 --num-layers 8 --batch-size 16
@@ -43,7 +44,7 @@ from systems.ddp import DDPBucketed
 from systems.distributed import run_on_local_ranks
 from systems.fsdp import FSDP
 from systems.parallel_cost import CommunicationMeter, PeakMemory, strategy_costs
-from systems.pipeline_parallel import PipelineParallel
+from systems.pipeline_parallel import PipelineParallel, schedule_bubble
 from systems.tensor_parallel import TensorParallel
 
 MB = 1024 * 1024
@@ -135,55 +136,58 @@ def _lm_loss(logits, targets):
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
-def _make_step(strategy: str, impl: str, config: BenchParallelConfig, device, rank: int) -> Callable:
-    """Build the model for one variant and return ``step(inputs, targets)`` (global batch in)."""
-    torch.manual_seed(0)
-    model = TransformerLM(config.model).to(device)
+def _pipeline_step(model, config: BenchParallelConfig):
+    pipeline = PipelineParallel(model, config.pp_microbatches, "1f1b")
+    return (lambda x, y: pipeline.train_step(x, y, _lm_loss)), pipeline.parameters()
+
+
+def _tensor_parallel_step(model, impl: str, world: int, device):
+    if impl == "ours":
+        tp = TensorParallel(model)
+        return (lambda x, y: tp.loss(tp(x), y).backward()), tp.parameters()
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor.parallel import loss_parallel
+
+    tp = _torch_tensor_parallel(model, init_device_mesh(device.type, (world,)))
+
+    def forward_backward(x, y):
+        with loss_parallel():  # the vocab-parallel loss; its backward must run inside the context
+            _lm_loss(tp(x), y).backward()
+
+    return forward_backward, tp.parameters()
+
+
+def _data_parallel_step(model, strategy: str, impl: str, config: BenchParallelConfig, device, rank: int):
     world = config.world_size
     local = slice(rank * config.batch_size // world, (rank + 1) * config.batch_size // world)
+    if strategy == "fsdp" and impl == "torch":
+        from torch.distributed.device_mesh import init_device_mesh
+
+        wrapped = _torch_fsdp(model, init_device_mesh(device.type, (world,)))
+    elif strategy == "fsdp":
+        wrapped = FSDP(model)
+    else:
+        wrapped = DDPBucketed(model, 25.0) if impl == "ours" else nn.parallel.DistributedDataParallel(model)
+
+    def forward_backward(x, y):  # each rank trains on its slice of the batch
+        _lm_loss(wrapped(x[local]), y[local]).backward()
+        if hasattr(wrapped, "finish_gradient_synchronization"):
+            wrapped.finish_gradient_synchronization()
+
+    return forward_backward, wrapped.parameters()
+
+
+def _make_step(strategy: str, impl: str, config: BenchParallelConfig, device, rank: int) -> Callable:
+    """Build the model for one variant and return ``step(inputs, targets)`` (the global batch in)."""
+    torch.manual_seed(0)
+    model = TransformerLM(config.model).to(device)
     if strategy == "pp":
-        pipeline = PipelineParallel(model, config.pp_microbatches, "1f1b")
-        optimizer = torch.optim.AdamW(pipeline.parameters(), lr=1e-4)
-        forward_backward = lambda x, y: pipeline.train_step(x, y, _lm_loss)  # noqa: E731
+        forward_backward, params = _pipeline_step(model, config)
     elif strategy == "tp":
-        if impl == "ours":
-            wrapped = TensorParallel(model)
-            loss_of = lambda x, y: wrapped.loss(wrapped(x), y)  # noqa: E731
-        else:
-            from torch.distributed.device_mesh import init_device_mesh
-            from torch.distributed.tensor.parallel import loss_parallel
-
-            wrapped = _torch_tensor_parallel(model, init_device_mesh(device.type, (world,)))
-
-            def loss_of(x, y):
-                with loss_parallel():
-                    loss = _lm_loss(wrapped(x), y)
-                    loss.backward()  # loss_parallel's backward must run inside the context
-                return None
-
-        optimizer = torch.optim.AdamW(wrapped.parameters(), lr=1e-4)
-
-        def forward_backward(x, y):
-            loss = loss_of(x, y)
-            if loss is not None:
-                loss.backward()
-    else:  # ddp, fsdp: each rank takes its slice of the batch
-        if strategy == "fsdp" and impl == "torch":
-            from torch.distributed.device_mesh import init_device_mesh
-
-            wrapped = _torch_fsdp(model, init_device_mesh(device.type, (world,)))
-        elif strategy == "fsdp":
-            wrapped = FSDP(model)
-        else:
-            wrapped = (
-                DDPBucketed(model, 25.0) if impl == "ours" else nn.parallel.DistributedDataParallel(model)
-            )
-        optimizer = torch.optim.AdamW(wrapped.parameters(), lr=1e-4)
-
-        def forward_backward(x, y):
-            _lm_loss(wrapped(x[local]), y[local]).backward()
-            if hasattr(wrapped, "finish_gradient_synchronization"):
-                wrapped.finish_gradient_synchronization()
+        forward_backward, params = _tensor_parallel_step(model, impl, config.world_size, device)
+    else:
+        forward_backward, params = _data_parallel_step(model, strategy, impl, config, device, rank)
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
 
     def step(x, y):
         forward_backward(x, y)
@@ -237,7 +241,28 @@ def _worker(rank: int, world_size: int, config: BenchParallelConfig) -> dict:
             step(*_batch(config, 999, device))
         results[variant].update(sent_bytes=meter.sent_bytes, calls=meter.calls)
         results[variant]["step_s"] = statistics.median(results[variant].pop("times"))
+    if "pp" in config.strategies:
+        results["bubble"] = _bubbles(config, device)
     return results
+
+
+def _bubbles(config: BenchParallelConfig, device) -> dict[int, dict]:
+    """Per number of micro-batches m: the wall-clock bubble (median over 3 steps) and the executed
+    orders (rank 0 replays them)."""
+    bubbles = {}
+    for m in (1, 2, 4, 8, 16):
+        if config.batch_size % m:
+            continue
+        torch.manual_seed(0)
+        pipeline = PipelineParallel(TransformerLM(config.model).to(device), m, "1f1b")
+        walls = []
+        for i in range(4):
+            stats = pipeline.train_step(*_batch(config, i, device), _lm_loss)
+            walls.append(stats.bubble_wall)
+        orders = [None] * config.world_size
+        dist.all_gather_object(orders, stats.order)
+        bubbles[m] = {"wall": statistics.median(walls[1:]), "schedule": schedule_bubble(orders)}
+    return bubbles
 
 
 # ---- tables ----
@@ -330,6 +355,17 @@ def main(argv: list[str] | None = None) -> int:
     print("\naccounting (ours): the formulas of systems.parallel_cost beside the measurements")
     headers = ["strategy", "formula sent MiB", "measured sent MiB", "formula state MiB", "measured peak MiB"]
     print(_table([*headers, "collectives per step (rank 0)"], _accounting_rows(config, per_rank)))
+    if "pp" in config.strategies:
+        p = config.world_size
+        rows = [
+            [str(m), f"{(p - 1) / (m + p - 1):.3f}", f"{b['schedule']:.3f}",
+             f"{max(r['bubble'][m]['wall'] for r in per_rank):.3f}"]
+            for m, b in per_rank[0]["bubble"].items()
+        ]  # fmt: skip
+        print(
+            f"\npipeline bubble, 1F1B on {p} stages: formula, the executed schedule replayed (F=1, B=2), wall clock"
+        )
+        print(_table(["micro-batches", "(p-1)/(m+p-1)", "schedule", "wall clock (idler rank)"], rows))
     return 0
 
 
