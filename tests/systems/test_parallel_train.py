@@ -1,11 +1,12 @@
 """Graders for FSDP, tensor and pipeline parallelism in the training job (``scripts/train.py`` under
 ``torchrun``): this grades the command line, so it runs the script, not an adapter.
 
-On tiny data, for each of ``--fsdp``, ``--tp 2`` and ``--pp 2`` (2 CPU ranks):
+On tiny data, for each of ``--fsdp``, ``--tp 2`` and ``--pp 2`` on 2 CPU ranks, and ``--tp 2`` on 4
+ranks (a 2 x 2 mesh: tensor parallelism inside data parallelism):
 
 * the run logs the same training losses as one process on the same global batches (1e-5) and ends
   with the same weights (atol 1e-5 after 4 AdamW steps: float summation order);
-* resumed from its step-2 checkpoint in the same layout, it ends bit for bit where the
+* (2 ranks) resumed from its step-2 checkpoint in the same layout, it ends bit for bit where the
   uninterrupted run ends (weights, AdamW state).
 
 Across layouts: an FSDP run's step-2 checkpoint, resumed with ``--pp 2``, ends where one process
@@ -83,14 +84,17 @@ def runs(tmp_path_factory):
         results[mode] = _train(data, root / mode, TORCHRUN, flags)
         _copy_until_step_2(root / mode, root / f"{mode}-resumed")  # as if stopped after step 2
         results[f"{mode}-resumed"] = _train(data, root / f"{mode}-resumed", TORCHRUN, [*flags, "--resume"])
+    # A (data, model) mesh: 2-way tensor parallelism inside 2-way data parallelism, on 4 ranks.
+    four = [*TORCHRUN[:-1], "4"]
+    results["tp-x-dp"] = _train(data, root / "tp-x-dp", four, ["--tp", "2"])
     # Change of layout: FSDP's checkpoint at step 2, continued as a 2-stage pipeline.
     _copy_until_step_2(root / "fsdp", root / "fsdp-then-pp")
     results["fsdp-then-pp"] = _train(data, root / "fsdp-then-pp", TORCHRUN, ["--pp", "2", "--resume"])
     return results, root, data
 
 
-@pytest.mark.parametrize("mode", list(MODES))
-def test_two_ranks_train_like_one_process(runs, mode):
+@pytest.mark.parametrize("mode", [*MODES, "tp-x-dp"])
+def test_parallel_runs_train_like_one_process(runs, mode):
     results, _, _ = runs
     single, parallel = results["single"], results[mode]
     assert parallel["losses"].keys() == single["losses"].keys() == {1, 2, 3, 4}
