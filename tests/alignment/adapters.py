@@ -140,7 +140,9 @@ def run_per_instance_dpo_loss(lm, lm_ref, tokenizer, beta, prompt, response_chos
     return per_instance_dpo_loss(lm, lm_ref, tokenizer, beta, prompt, response_chosen, response_rejected)
 
 
-def run_compute_per_instance_dpo_loss(lm, lm_ref, tokenizer, beta, prompt, response_chosen, response_rejected):
+def run_compute_per_instance_dpo_loss(
+    lm, lm_ref, tokenizer, beta, prompt, response_chosen, response_rejected
+):
     """The course's name for run_per_instance_dpo_loss."""
     return run_per_instance_dpo_loss(lm, lm_ref, tokenizer, beta, prompt, response_chosen, response_rejected)
 
@@ -611,3 +613,38 @@ def get_lm_eval_command() -> list[str]:
     from pathlib import Path
 
     return [sys.executable, str(Path(__file__).resolve().parents[2] / "scripts" / "lm_eval_harness.py")]
+
+
+def run_bradley_terry_loss_reference(chosen: list[float], rejected: list[float]) -> float:
+    """The library's plain-loop Bradley-Terry loss (the reference beside the tensor version)."""
+    from alignment.reward_model import bradley_terry_loss_reference
+
+    return bradley_terry_loss_reference(chosen, rejected)
+
+
+def run_compute_gae_reference(rewards: list[list[float]], values: list[list[float]], gamma, lam):
+    """The library's plain-loop GAE over each episode's response-token rewards and values."""
+    from alignment.ppo import compute_gae_reference
+
+    return compute_gae_reference(rewards, values, gamma, lam)
+
+
+def get_lm_eval_model(path):
+    """The lm-evaluation-harness model ``lmfs`` loaded from ``path`` (run directory, policy file or HF
+    folder): an object with loglikelihood, loglikelihood_rolling and generate_until."""
+    from alignment.lm_eval_model import LMFromScratch
+
+    return LMFromScratch(path=str(path), device="cpu", batch_size=4)
+
+
+def run_save_training_run(model, tokenizer, run_dir) -> None:
+    """Write what ``scripts/train.py`` leaves in a run directory: ``checkpoints/checkpoint_<step>.pt``
+    (with the training config, whose ``model`` entry rebuilds the model) and ``tokenizer/``."""
+    from pathlib import Path
+
+    from basics.checkpoint import checkpoint_path, save_checkpoint
+
+    run_dir = Path(run_dir)
+    config = {"model": model.config.to_dict(), "train_data": "", "out_dir": str(run_dir)}
+    save_checkpoint(model, None, 10, checkpoint_path(run_dir / "checkpoints", 10), config=config)
+    tokenizer.save(run_dir / "tokenizer")

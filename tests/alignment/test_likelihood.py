@@ -193,6 +193,7 @@ def _task_yaml(directory, data_file) -> None:
 @pytest.mark.parametrize("kind", ["ours", "hf"])
 def test_lm_eval_harness_scores_equal_ours(adapters, tmp_path, kind):
     import lm_eval  # noqa: F401  (the optional `eval` extra; CI installs it: fail, do not skip)
+
     if kind == "ours":  # a policy file stores our byte tokenizer with the model
         tok = adapters.get_byte_tokenizer()
         model = adapters.get_transformer_lm(257, 128, 32, 2, 4, 64, seed=7).eval()
@@ -220,3 +221,29 @@ def test_lm_eval_harness_scores_equal_ours(adapters, tmp_path, kind):
     ours = adapters.run_evaluate_multiple_choice(model, tok, adapters.run_load_multiple_choice(data))
     assert scores["acc,none"] == pytest.approx(ours["acc"], abs=1e-9)
     assert scores["acc_norm,none"] == pytest.approx(ours["acc_norm"], abs=1e-9)
+
+
+class _Request:
+    """What the harness hands a model: an object whose ``args`` are the request's arguments."""
+
+    def __init__(self, *args):
+        self.args = args
+
+
+def test_lm_eval_model_answers_the_three_request_kinds(adapters, tmp_path):
+    tok = adapters.get_byte_tokenizer()
+    model = adapters.get_transformer_lm(257, 128, 32, 2, 4, 64, seed=11).eval()
+    adapters.run_save_training_run(model, tok, tmp_path / "run")
+    lm = adapters.get_lm_eval_model(tmp_path / "run")  # a pretraining run directory
+    requests = [("Question: 2+2?\nAnswer:", " 4"), ("Question: 2+2?\nAnswer:", " five"), ("the cat", " sat")]
+    got = lm.loglikelihood([_Request(*r) for r in requests])
+    expected = adapters.run_continuation_log_likelihoods(model, tok, requests)
+    assert [g[0] for g in got] == pytest.approx([e[0] for e in expected], rel=1e-5)
+    assert [g[1] for g in got] == [e[1] for e in expected]
+    text = "a short text to score, twice as long as it needs to be."
+    [rolling] = lm.loglikelihood_rolling([_Request(text)])
+    ppl = adapters.run_perplexity(model, tok, text, 128, 128)
+    assert rolling == pytest.approx(-ppl["nll_per_token"] * ppl["tokens"], rel=1e-5)
+    [generated] = lm.generate_until([_Request("User: 1+1", {"until": ["e"], "max_gen_toks": 12})])
+    [greedy] = adapters.run_sample_completions(model, tok, ["User: 1+1"], max_new_tokens=12, temperature=0.0)
+    assert generated == greedy.split("e")[0]  # cut before the stop string

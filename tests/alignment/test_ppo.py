@@ -49,9 +49,13 @@ def test_gae_matches_the_definition_on_padded_batches(adapters, gamma, lam):
     for row, (start, end) in enumerate(spans):
         mask[row, start:end] = True
     adv, ret = adapters.run_compute_gae(rewards, values, mask, gamma, lam)
+    episodes_r = [rewards[row, start:end].tolist() for row, (start, end) in enumerate(spans)]
+    episodes_v = [values[row, start:end].tolist() for row, (start, end) in enumerate(spans)]
+    library_reference = adapters.run_compute_gae_reference(episodes_r, episodes_v, gamma, lam)
     for row, (start, end) in enumerate(spans):
-        expected = gae_plain(rewards[row, start:end].tolist(), values[row, start:end].tolist(), gamma, lam)
+        expected = gae_plain(episodes_r[row], episodes_v[row], gamma, lam)
         torch.testing.assert_close(adv[row, start:end], torch.tensor(expected), rtol=1e-5, atol=1e-5)
+        assert library_reference[row] == pytest.approx(expected, rel=1e-5, abs=1e-5)
         torch.testing.assert_close(ret[row, start:end], adv[row, start:end] + values[row, start:end])
     assert (adv[~mask] == 0).all() and (ret[~mask] == 0).all()
 

@@ -32,6 +32,7 @@ def test_bradley_terry_loss_matches_a_plain_loop_and_its_gradient(adapters):
     plain = sum(math.log1p(math.exp(-(w - lose))) for w, lose in pairs) / len(pairs)
     assert loss.item() == pytest.approx(plain, rel=1e-5)
     assert float(metrics["accuracy"]) == pytest.approx(sum(w > lose for w, lose in pairs) / len(pairs))
+    assert adapters.run_bradley_terry_loss_reference(*zip(*pairs)) == pytest.approx(loss.item(), rel=1e-5)
     loss.backward()
     # d/dr_w of -log sigmoid(r_w - r_l) / n = -sigmoid(r_l - r_w) / n, and the opposite for r_l
     expected = torch.tensor([-1 / (1 + math.exp(w - lose)) / len(pairs) for w, lose in pairs])
