@@ -61,7 +61,9 @@ CONTRACT: dict[str, frozenset[str]] = {
     ),
     # The course's scaling assignment has no adapters file: its core graders use the functions below,
     # the questions its handout asks (parameter and FLOP counts, IsoFLOPs fits).
-    "scaling": frozenset("run_transformer_parameter_count run_transformer_forward_flops run_fit_isoflops".split()),
+    "scaling": frozenset(
+        "run_transformer_parameter_count run_transformer_forward_flops run_fit_isoflops".split()
+    ),
     "data": frozenset(
         "run_extract_text_from_html_bytes run_identify_language run_mask_emails run_mask_phone_numbers "
         "run_mask_ips run_classify_nsfw run_classify_toxic_speech run_classify_quality "
@@ -157,9 +159,7 @@ def _load(config: pytest.Config, unit: str) -> ModuleType:
     try:
         return import_adapters(spec)
     except Exception as error:
-        raise pytest.UsageError(
-            f"cannot import the {unit} adapters {spec!r}: {_one_line(error)}"
-        ) from None
+        raise pytest.UsageError(f"cannot import the {unit} adapters {spec!r}: {_one_line(error)}") from None
 
 
 # ---------------------------------------------------------------------------------------- the proxy
@@ -224,7 +224,10 @@ def load_adapters(config: pytest.Config, unit: str, core: bool = False) -> Adapt
 @pytest.fixture
 def adapters(request: pytest.FixtureRequest) -> Adapters:
     """The adapters of the unit whose folder the requesting test lives in."""
-    core = request.node.get_closest_marker("core") is not None
+    core = (
+        request.node.get_closest_marker("core") is not None
+        and request.node.get_closest_marker("extension") is None
+    )
     return load_adapters(request.config, unit_of(request.config, request.path), core)
 
 
@@ -300,6 +303,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Attach points (split over a parametrized grader's cases) and problem as user properties."""
     cases: dict[tuple, list[pytest.Item]] = defaultdict(list)
     for item in items:
+        core = item.get_closest_marker("core") is not None and item.get_closest_marker("extension") is None
+        if core and item.get_closest_marker("points") is None:
+            raise pytest.UsageError(
+                f"{item.nodeid}: a core grader needs @pytest.mark.points(n, problem='...')"
+            )
         if item.get_closest_marker("points") is not None:
             cases[(item.path, getattr(item, "originalname", item.name))].append(item)
     for group in cases.values():
@@ -319,7 +327,9 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
         raise pytest.skip.Exception(f"not implemented: {_where(error)}", _use_item_location=True) from None
     except Exception as error:
         if _stub_in_worker(error):
-            raise pytest.skip.Exception("not implemented (in a worker process)", _use_item_location=True) from None
+            raise pytest.skip.Exception(
+                "not implemented (in a worker process)", _use_item_location=True
+            ) from None
         raise
 
 
@@ -333,7 +343,9 @@ def pytest_runtest_setup(item: pytest.Item):
         raise pytest.skip.Exception(f"not implemented: {_where(error)}", _use_item_location=True) from None
     except Exception as error:
         if _stub_in_worker(error):
-            raise pytest.skip.Exception("not implemented (in a worker process)", _use_item_location=True) from None
+            raise pytest.skip.Exception(
+                "not implemented (in a worker process)", _use_item_location=True
+            ) from None
         raise
 
 
@@ -368,7 +380,12 @@ class Gradebook:
             return
         entry = self.tests.setdefault(
             report.nodeid,
-            {"points": properties["points"], "problem": properties["problem"], "status": "passed", "output": ""},
+            {
+                "points": properties["points"],
+                "problem": properties["problem"],
+                "status": "passed",
+                "output": "",
+            },
         )
         if report.failed:
             entry["status"] = "failed"

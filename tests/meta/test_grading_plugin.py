@@ -178,6 +178,7 @@ def test_core_grader_may_only_call_course_adapters(tmp_path):
     import pytest
 
     @pytest.mark.core
+    @pytest.mark.points(1, problem="train")
     def test_core_uses_an_extension(adapters):
         adapters.run_train()
 
@@ -191,6 +192,19 @@ def test_core_grader_may_only_call_course_adapters(tmp_path):
     assert result.returncode == 1
     assert "1 failed, 1 passed" in result.stdout
     assert "grader bug: a core grader called run_train" in result.stdout
+
+
+def test_core_grader_without_points_is_a_usage_error(tmp_path):
+    tests = """
+    import pytest
+
+    @pytest.mark.core
+    def test_no_points(adapters):
+        assert adapters.run_add(1, 1) == 2
+    """
+    project = toy_project(tmp_path, tests=tests)
+    result = run_pytest(project)
+    assert result.returncode == 4 and "needs @pytest.mark.points" in result.stderr
 
 
 def test_child_env_prepends_to_pythonpath(monkeypatch):
