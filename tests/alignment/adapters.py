@@ -45,11 +45,11 @@ def run_sft_microbatch_train_step(
     )
 
 
-def get_packed_sft_dataset(tokenizer, examples, seq_length: int, shuffle: bool, template: str | None = None):
-    """examples: a JSONL path or a list of {"prompt", "response"} dicts."""
+def get_packed_sft_dataset(tokenizer, dataset_path, seq_length: int, shuffle: bool, template: str | None = None):
+    """dataset_path: a JSONL path (the course) or a list of {"prompt", "response"} dicts (ours)."""
     from alignment.sft import ALPACA_TEMPLATE, PackedSFTDataset
 
-    return PackedSFTDataset(tokenizer, examples, seq_length, shuffle, template or ALPACA_TEMPLATE)
+    return PackedSFTDataset(tokenizer, dataset_path, seq_length, shuffle, template or ALPACA_TEMPLATE)
 
 
 def run_iterate_batches(dataset, batch_size: int, shuffle: bool):

@@ -7,7 +7,7 @@ node ids or files) that must lose points on it. ``tests/meta/test_mutants.py`` r
 graders against each mutant (``--adapters UNIT=tests.mutants.UNIT.NAME --grade``) and requires a
 score below the maximum, and requires full marks from the reference adapters.
 
-``python -m tests.mutants.matrix [UNIT]`` runs every mutant against the unit's whole core suite and
+``python -m tests.mutants.run UNIT --full`` runs every mutant against the unit's whole core suite and
 prints which graders kill which mutant (slow; the numbers in the closing note come from it).
 """
 
