@@ -131,6 +131,23 @@ def child_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), **extra}
 
 
+def peak_resident_kib() -> int:
+    """This process's peak resident memory in KiB, for memory graders run in a child process.
+
+    Linux's ``VmHWM`` (the process's own address space), not ``ru_maxrss``: exec carries the spawning
+    parent's high-water mark into ``ru_maxrss``, so a child of a big xdist worker would start "at peak"
+    and any growth would read as zero."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # macOS reports bytes
+
+
 def _one_line(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
     return " ".join(text.split())
