@@ -341,40 +341,11 @@ def plot_isoflops(
     Returns the paths."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
+    matplotlib.use("Agg")  # a file backend: no display needed
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    groups = group_by_budget(runs)
-    paths = []
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(groups)))
-    for color, (budget, group) in zip(colors, groups.items()):
-        ax.plot(
-            [r.parameters for r in group],
-            [r.final_loss for r in group],
-            "o-",
-            color=color,
-            label=f"C = {budget:.1e}",
-        )
-    for point in fit.points:
-        ax.plot(point.parameters, point.loss, "k*", markersize=11)
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on short ranges
-    ax.set_xlabel("parameters N")
-    ax.set_ylabel("final loss")
-    ax.set_title(f"IsoFLOP curves (star: optimum, {fit.method})")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out_dir / "isoflops_curves.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-
-    budgets = np.array([p.compute_budget for p in fit.points])
-    grid = np.logspace(math.log10(budgets.min()), math.log10(max(extrapolate_to, budgets.max())), 100)
+    paths = [_plot_curves(group_by_budget(runs), fit, out_dir / "isoflops_curves.png")]
+    budgets = [p.compute_budget for p in fit.points]
     for name, law, values, label in (
         (
             "n_opt_vs_compute.png",
@@ -384,19 +355,55 @@ def plot_isoflops(
         ),
         ("d_opt_vs_compute.png", fit.tokens_law, [p.tokens for p in fit.points], "D_opt (tokens)"),
     ):
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        ax.loglog(budgets, values, "o", label="compute-optimal runs")
-        ax.loglog(grid, law(grid), "-", label=f"fit: {law}")
-        end = law(extrapolate_to)
-        ax.loglog([extrapolate_to], [end], "s", label=f"C = {extrapolate_to:.0e}: {end:.3g}")
-        ax.set_xlabel("compute budget C (FLOPs)")
-        ax.set_ylabel(label)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        paths.append(out_dir / name)
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(_plot_law(budgets, values, law, label, extrapolate_to, out_dir / name))
     return paths
+
+
+def _plot_curves(groups: dict[float, list[Run]], fit: IsoFlopsFit, path: Path) -> Path:
+    """One loss-vs-N line per budget, the optimum of each starred."""
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(groups)))
+    for color, (budget, group) in zip(colors, groups.items()):
+        sizes, losses = [r.parameters for r in group], [r.final_loss for r in group]
+        ax.plot(sizes, losses, "o-", color=color, label=f"C = {budget:.1e}")
+    for point in fit.points:
+        ax.plot(point.parameters, point.loss, "k*", markersize=11)
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on short ranges
+    ax.set_xlabel("parameters N")
+    ax.set_ylabel("final loss")
+    ax.set_title(f"IsoFLOP curves (star: optimum, {fit.method})")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _plot_law(budgets, values, law: PowerLaw, label: str, extrapolate_to: float, path: Path) -> Path:
+    """The optimal points against C on log-log axes, and the fitted law drawn out to ``extrapolate_to``."""
+    import matplotlib.pyplot as plt
+
+    low, high = math.log10(min(budgets)), math.log10(max(extrapolate_to, max(budgets)))
+    grid = np.logspace(low, high, 100)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.loglog(budgets, values, "o", label="compute-optimal runs")
+    ax.loglog(grid, law(grid), "-", label=f"fit: {law}")
+    end = law(extrapolate_to)
+    ax.loglog([extrapolate_to], [end], "s", label=f"C = {extrapolate_to:.0e}: {end:.3g}")
+    ax.set_xlabel("compute budget C (FLOPs)")
+    ax.set_ylabel(label)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def format_isoflops_report(fit: IsoFlopsFit, boot: IsoFlopsBootstrap | None = None) -> str:

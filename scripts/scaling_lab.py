@@ -28,21 +28,9 @@ from pathlib import Path
 
 from basics.cli import add_config_arguments, config_from_arguments, run_main
 from scaling.flops import format_flops_table
-from scaling.lab import (
-    BudgetExceeded,
-    LabConfig,
-    LabRequest,
-    LabResult,
-    Ledger,
-    SweepConfig,
-    TrainingRunner,
-    isoflops_runs,
-    model_config_for,
-    plan_run,
-    query,
-    run_sweep,
-    sweep_requests,
-)
+from scaling.lab import LabConfig, TrainingRunner, model_config_for, plan_run, query
+from scaling.ledger import BudgetExceeded, LabRequest, LabResult, Ledger
+from scaling.sweep import SweepConfig, isoflops_runs, run_sweep, sweep_requests
 
 HEADER = (
     f"{'budget C':>9} {'d_model':>7} {'layers':>6} {'heads':>5} {'N':>9} {'steps':>6} {'tokens':>10} "

@@ -43,9 +43,7 @@ MAY_IMPORT = {
 ALLOWED: dict[str, set[str]] = {
     "upward imports": set(),
     "import cycles": set(),
-    "long functions": {
-        "scaling/isoflops.py:plot_isoflops",  # scaling
-    },
+    "long functions": set(),
 }
 
 

@@ -214,7 +214,7 @@ def run_bootstrap_chinchilla(parameters, tokens, losses, num_samples=30, level=0
 # (end of section: parametric fit)
 
 
-# ---- budgeted lab (scaling/lab.py) ----
+# ---- budgeted lab (scaling/ledger.py, scaling/lab.py, scaling/sweep.py) ----
 def _lab_config(db_path, total_budget, fields):
     from scaling.lab import LabConfig
 
@@ -237,7 +237,8 @@ def run_lab_query(db_path, total_budget, request: dict, runner=None, **lab_field
     ``runner(request_dict) -> (train_loss, val_loss)`` replaces real training (None: real training on
     ``lab_fields``' data). Raises ValueError for an invalid request or when the budget does not fit
     (the message names the remaining budget). Returns train_loss, val_loss, cached, charged."""
-    from scaling.lab import LabRequest, Ledger, query
+    from scaling.lab import query
+    from scaling.ledger import LabRequest, Ledger
 
     config = _lab_config(db_path, total_budget, lab_fields)
     result = query(LabRequest.from_dict(request), Ledger(db_path, total_budget), config, _lab_runner(runner))
@@ -253,13 +254,13 @@ def run_lab_query(db_path, total_budget, request: dict, runner=None, **lab_field
 
 def run_lab_spent(db_path) -> float:
     """FLOPs charged so far in the ledger at ``db_path``."""
-    from scaling.lab import Ledger
+    from scaling.ledger import Ledger
 
     return Ledger(db_path).spent()
 
 
 def run_lab_remaining(db_path) -> float:
-    from scaling.lab import Ledger
+    from scaling.ledger import Ledger
 
     return Ledger(db_path).remaining()
 
@@ -276,7 +277,8 @@ def run_lab_sweep(
 ) -> list[dict]:
     """An IsoFLOPs sweep through the lab; returns one record per run:
     ``{"parameters", "compute_budget", "final_loss", "train_loss", "cached", "charged"}``."""
-    from scaling.lab import Ledger, SweepConfig, run_sweep, sweep_requests
+    from scaling.ledger import Ledger
+    from scaling.sweep import SweepConfig, run_sweep, sweep_requests
 
     config = _lab_config(db_path, total_budget, lab_fields)
     sweep = SweepConfig(tuple(budgets), sizes_per_budget, batch_size=batch_size, learning_rate=learning_rate)
