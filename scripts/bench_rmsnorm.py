@@ -4,7 +4,7 @@ Times forward and forward+backward over hidden sizes, prints milliseconds, effec
 the bytes a fused kernel must move -- read x, write y; backward also reads x and dy and writes dx --
 divided by the time), the fraction of the card's peak HBM bandwidth on a GPU, the ratio to F.rms_norm
 (ours / theirs: below 1 is faster) and the largest difference from F.rms_norm in fp32 (a timed kernel
-that computes the wrong thing would show here). Issue 4's goal on an H100: >= 80% of HBM bandwidth and
+that computes the wrong thing would show here). The target on an H100: >= 80% of HBM bandwidth and
 at least as fast as torch.compile. (Our backward reads x and dy a second time for dg, as torch's does,
 so its bytes-moved figure counts less than it really moves.)
 

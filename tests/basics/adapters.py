@@ -7,7 +7,7 @@ a module with the same functions: `pytest tests/basics --adapters basics=student
 from __future__ import annotations
 
 
-# ---- tokenizer (issue 2) ----
+# ---- tokenizer ----
 def run_train_bpe(input_path, vocab_size, special_tokens, **kwargs):
     """(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]]). ``kwargs``: num_processes.
     Ids: 0..255 the bytes, then one per merge in order, then the special tokens."""
@@ -63,7 +63,7 @@ def run_load_or_train_default_tokenizer(out_dir, vocab_size, corpus_path, specia
 # (end of section: tokenizer)
 
 
-# ---- model (issue 3) ----
+# ---- model ----
 def get_model_config(**kwargs):
     """A validated model config (raises ValueError on bad values)."""
     from basics.model import ModelConfig
@@ -248,7 +248,7 @@ def run_transformer_lm_with_cache(model, token_ids, split_points):
 # (end of section: model)
 
 
-# ---- training pieces: nn_utils, optim, data, checkpoint (issue 3) ----
+# ---- training pieces: nn_utils, optim, data, checkpoint ----
 def run_cross_entropy(inputs, targets):
     """Mean cross-entropy of integer ``targets`` under ``inputs`` logits (..., vocab)."""
     from basics.nn_utils import cross_entropy
@@ -371,7 +371,7 @@ def checkpoint_path(directory, iteration):
 # (end of section: training pieces: nn_utils, optim, data, checkpoint)
 
 
-# ---- training job, generation, export (issue 3) ----
+# ---- training job, generation, export ----
 def make_train_config(model_config, **kwargs):
     """A validated TrainConfig for ``model_config`` (raises ValueError on bad values)."""
     from basics.train import TrainConfig

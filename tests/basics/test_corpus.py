@@ -1,4 +1,4 @@
-"""The built-in corpus (issue 2, section 3): real English from the standard library, deterministic,
+"""The built-in corpus: real English from the standard library, deterministic,
 cached, documents separated by <|endoftext|>, split into train and validation; local files and the
 `datasets` download path (exercised offline with a stand-in `datasets` module)."""
 

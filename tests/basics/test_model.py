@@ -1,4 +1,4 @@
-"""Graders for the Transformer LM (issue 3, section 1): each module against torch built-ins or a
+"""Graders for the Transformer LM: each module against torch built-ins or a
 plain reference written here, the state-dict names, the config's validation and ablation switches,
 the fast path, grouped-query attention and the KV cache."""
 

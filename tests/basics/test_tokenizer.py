@@ -1,4 +1,4 @@
-"""Graders for the Tokenizer (issue 2, section 5) through ``adapters.get_tokenizer`` and friends.
+"""Graders for the Tokenizer through ``adapters.get_tokenizer`` and friends.
 
 Parity: on real text (a slice of the built-in corpus's validation split, special tokens included)
 our ids must equal those of tiktoken (an Encoding built from the same vocabulary, ids as ranks)

@@ -1,4 +1,4 @@
-"""Graders for the training job (issue 3, section 3): the loop learns, checkpoints, resumes bit for
+"""Graders for the training job: the loop learns, checkpoints, resumes bit for
 bit (also after a SIGKILL at a random step), stops clearly on a NaN loss, and validates its config."""
 
 from __future__ import annotations

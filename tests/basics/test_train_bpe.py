@@ -1,4 +1,4 @@
-"""Graders for BPE training (issue 2, section 4): ``adapters.run_train_bpe``.
+"""Graders for BPE training: ``adapters.run_train_bpe``.
 
 Checked against a hand-worked example and against ``bpe_reference.reference_train_bpe`` (recount
 every pair after every merge) on real text: merges must be identical, in order.

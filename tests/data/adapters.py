@@ -7,7 +7,7 @@ a module with the same functions: `pytest tests/data --adapters data=student_pkg
 from __future__ import annotations
 
 
-# ---- primitives: reading, extraction, language id, pii, harmful, gopher, quality (issue 6) ----
+# ---- primitives: reading, extraction, language id, pii, harmful, gopher, quality ----
 def iter_warc_records(path, record_types=("response", "conversion")):
     """Good records of a WARC/WET file (gzip or not): objects with .url, .record_type,
     .headers (dict), .payload (bytes: HTTP body or WET text), .record_id."""
@@ -140,7 +140,7 @@ def run_load_quality_model(path):
 # (end of section: primitives: reading, extraction, language id, pii, harmful, gopher, quality)
 
 
-# ---- dedup and pipeline (issue 6) ----
+# ---- dedup and pipeline ----
 def run_exact_line_deduplication(input_files, output_directory):
     """Write each input file to ``output_directory`` (same name) without the lines that occur
     more than once anywhere in the inputs."""

@@ -1,4 +1,5 @@
-"""Graders for PII masking: each format the issue lists, bounds, punctuation, placeholders, counts."""
+"""Graders for PII masking: each format the handout lists (emails, US phone numbers, IPv4 addresses),
+bounds, punctuation, placeholders, counts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Graders for the filtering pipeline (issue 6): accounting (in == kept + dropped), each filter's
+"""Graders for the filtering pipeline: accounting (in == kept + dropped), each filter's
 drops on hand-made WARC/WET shards, dedup across shards, resumption, a failing shard, the Ray
 executor, tokenized output and the filter_cc script."""
 

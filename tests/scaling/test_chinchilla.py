@@ -1,4 +1,4 @@
-"""Graders for the parametric (Chinchilla approach 3) fit (issue 5, section 3): parameters of a
+"""Graders for the parametric (Chinchilla approach 3) fit: parameters of a
 known law recovered from noisy runs, agreement with the IsoFLOPs fit, bootstrap intervals, errors."""
 
 from __future__ import annotations

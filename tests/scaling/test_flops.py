@@ -1,4 +1,4 @@
-"""Graders for the FLOPs and parameter accounting (issue 5, section 1).
+"""Graders for the FLOPs and parameter accounting.
 
 Three kinds of check: hand-computed values for small configs (the arithmetic is written out in each
 test), agreement with ``ModelConfig.num_parameters`` / ``flops_per_token`` and the model's real

@@ -1,4 +1,4 @@
-"""Graders for the IsoFLOPs fit (issue 5, section 2): known laws recovered, the JSON interchange
+"""Graders for the IsoFLOPs fit: known laws recovered, the JSON interchange
 format, bootstrap intervals, and clear errors on degenerate input."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Graders for the budgeted lab (issue 5, section 4): validation, the SQLite ledger (budget never
+"""Graders for the budgeted lab: validation, the SQLite ledger (budget never
 exceeded, cache hits free, no double spending across processes), resumable sweeps, and a tiny
 end-to-end sweep with real training."""
 

@@ -7,7 +7,7 @@ a module with the same functions: `pytest tests/systems --adapters systems=stude
 from __future__ import annotations
 
 
-# ---- rmsnorm and flash attention kernels (issue 4) ----
+# ---- rmsnorm and flash attention kernels ----
 def get_rmsnorm_autograd_function_pytorch() -> type:
     """The RMSNorm torch.autograd.Function with a hand-written PyTorch backward: ``.apply(x, g)``."""
     from systems.rmsnorm import RMSNormAutogradPyTorch
@@ -63,7 +63,7 @@ def make_transformer_lm(norm_impl: str, attention_impl: str, **config):
 # (end of section: rmsnorm and flash attention kernels)
 
 
-# ---- distributed: ddp and sharded optimizer (issue 4) ----
+# ---- distributed: ddp and sharded optimizer ----
 def get_ddp_naive(module):
     """Wrap `module` for naive DDP (blocking all-reduce of every gradient after backward)."""
     from systems.ddp import DDPNaive
@@ -146,7 +146,7 @@ def wrapped_model_on_after_backward(wrapped, optimizer):
 # (end of section: distributed: ddp and sharded optimizer)
 
 
-# ---- A2 2026 release: generic DDP and FSDP (issue 14) ----
+# ---- A2 2026 release: generic DDP and FSDP ----
 def get_ddp(module):
     """Wrap `module` for data-parallel training (any correct DDP; ours: bucketed, 25 MiB buckets)."""
     from systems.ddp import DDPBucketed
@@ -181,7 +181,7 @@ def fsdp_gather_full_params(fsdp_model):
 # (end of section: A2 2026 release: generic DDP and FSDP)
 
 
-# ---- FSDP extensions: options, checkpoints (issue 14) ----
+# ---- FSDP extensions: options, checkpoints ----
 def get_fsdp_with_options(module, compute_dtype=None, prefetch=True, reduce_dtype=None):
     """FSDP with this library's options: `prefetch` (gather the next layer's weight ahead) and
     `reduce_dtype` (dtype of the gradient reduce-scatter; None: fp32)."""
@@ -237,7 +237,7 @@ def load_plain_checkpoint(path, model, optimizer):
 # (end of section: FSDP extensions)
 
 
-# ---- tensor and pipeline parallelism (issue 14) ----
+# ---- tensor and pipeline parallelism ----
 def get_tensor_parallel(model):
     """Convert a TransformerLM to Megatron tensor parallelism over all ranks (in place)."""
     from systems.tensor_parallel import TensorParallel
@@ -296,7 +296,7 @@ def pipeline_named_parameters(pipeline):
 # (end of section: tensor and pipeline parallelism)
 
 
-# ---- GPU readiness: ahead-of-time compile for an H100 (issue 13; extension) ----
+# ---- GPU readiness: ahead-of-time compile for an H100 (extension) ----
 def triton_resource_report(part: str) -> list[dict]:
     """Every shipped launch configuration of ``part`` (rmsnorm | flash_forward | flash_dkdv | flash_dq)
     compiled for sm_90 without a GPU: dicts with kernel, config, registers, spill_bytes, shared_bytes.
@@ -320,7 +320,7 @@ def triton_launch_resources(kernel, grid, *args, **kwargs) -> dict:
 # (end of section: GPU readiness)
 
 
-# ---- GPU readiness: scripts/gpu_check.py (issue 13; extension) ----
+# ---- GPU readiness: scripts/gpu_check.py (extension) ----
 def gpu_check_names() -> list[str]:
     """The names of the checks of scripts/gpu_check.py, in the order it runs them."""
     from systems.gpu_check import CHECKS
@@ -359,7 +359,7 @@ def format_gpu_check_table(rows: list[dict]) -> str:
 # (end of section: GPU readiness, gpu_check)
 
 
-# ---- cost accounting (issue 14) ----
+# ---- cost accounting ----
 def parallel_cost(strategy, model_config, world_size, tokens_per_rank, compute_bytes=4):
     """The formulas: (bytes each rank sends per step, bytes of weights+grads+AdamW per rank) of
     strategy in {ddp, fsdp, tp, pp} for a TransformerLM with ``model_config`` (ModelConfig fields)."""

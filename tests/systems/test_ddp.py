@@ -1,4 +1,4 @@
-"""Graders for data-parallel training (issue 4, section 3): naive, overlapped and bucketed DDP.
+"""Graders for data-parallel training: naive, overlapped and bucketed DDP.
 
 One spawned run of 2 gloo ranks (spawning costs seconds, so every variant runs in it) trains the toy
 model (tied weights, a frozen layer, a buffer) for a few SGD steps, each rank on its own half of every
@@ -321,7 +321,7 @@ def test_bad_arguments_raise_value_error(adapters):
         adapters.get_ddp_bucketed(du.make_model(seed=0), 0.0)
 
 
-# ---- the training job under torchrun (issue 4, section 3, last item) ----
+# ---- the training job under torchrun ----
 
 TRAIN_FLAGS = [
     "--vocab-size", "64", "--context-length", "16", "--d-model", "32", "--num-layers", "2",

@@ -1,4 +1,4 @@
-"""Graders for FlashAttention-2 in PyTorch and Triton (issue 4, section 2).
+"""Graders for FlashAttention-2 in PyTorch and Triton.
 
 Both autograd Functions are compared with plain attention written here in fp64 (the whole score matrix
 at once, differentiated by autograd) and with torch's ``F.scaled_dot_product_attention``: the output

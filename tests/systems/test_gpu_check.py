@@ -1,4 +1,4 @@
-"""scripts/gpu_check.py: what can be checked of it without a GPU (issue 13).
+"""scripts/gpu_check.py: what can be checked of it without a GPU.
 
 The script itself: ``--list`` names every check; without CUDA it says so and exits 0; a bad flag is a
 one-line error. The runner: a check that raises becomes one FAIL row and the other checks still run;

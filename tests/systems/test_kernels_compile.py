@@ -1,4 +1,4 @@
-"""The Triton kernels under ``torch.compile``, and without host syncs (issue 13).
+"""The Triton kernels under ``torch.compile``, and without host syncs.
 
 - No graph breaks: ``torch._dynamo.explain`` of a call of each Triton autograd Function (and of the
   unit-1 model with both kernels selected) reports zero breaks, and ``torch.compile(fullgraph=True)``

@@ -1,4 +1,4 @@
-"""Graders for RMSNorm: hand-written PyTorch backward and the Triton kernels (issue 4, section 1).
+"""Graders for RMSNorm: hand-written PyTorch backward and the Triton kernels.
 
 Every implementation is compared with a plain fp64 RMSNorm differentiated by autograd (written here,
 independent of the code under test) and with torch's own ``F.rms_norm``. The autograd Functions run on

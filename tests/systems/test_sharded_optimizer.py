@@ -1,4 +1,4 @@
-"""Graders for optimizer-state sharding (issue 4, section 3): ``ShardedOptimizer``.
+"""Graders for optimizer-state sharding: ``ShardedOptimizer``.
 
 One spawned run of 2 gloo ranks does two things:
 

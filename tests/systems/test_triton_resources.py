@@ -1,4 +1,4 @@
-"""No shipped Triton kernel configuration spills registers on an H100 -- checked without a GPU (issue 13).
+"""No shipped Triton kernel configuration spills registers on an H100 -- checked without a GPU.
 
 Each configuration our launchers would run on a GPU (RMSNorm at hidden sizes 1024-16384 in bf16 and
 fp32; FlashAttention forward, dK/dV and dQ at every head-dim block of their tile tables, bf16 causal

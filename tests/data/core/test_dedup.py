@@ -1,4 +1,4 @@
-"""Graders for exact line deduplication (issue 6): a line seen more than once anywhere in the
+"""Graders for exact line deduplication: a line seen more than once anywhere in the
 corpus is removed from every file; outputs keep the input names."""
 
 

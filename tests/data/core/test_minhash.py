@@ -1,4 +1,4 @@
-"""Graders for MinHash + LSH fuzzy deduplication (issue 6).
+"""Graders for MinHash + LSH fuzzy deduplication.
 
 References here are the test's own: word n-gram sets and their true Jaccard, computed in plain
 Python, and datasketch's MinHash as a peer for the Jaccard estimate.
