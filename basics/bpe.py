@@ -94,6 +94,7 @@ def train_bpe_reference(
             words[tuple(bytes([b]) for b in pretoken.encode("utf-8"))] += 1
     merges: list[tuple[bytes, bytes]] = []
     while len(merges) < vocab_size - 256 - len(specials):
+        # Recount every pair of every pre-token: O(corpus) per merge, what the fast trainer avoids.
         pairs = get_pair_counts(words)
         if not pairs:
             break  # every pre-token is one token already: nothing left to merge
@@ -166,12 +167,15 @@ def train_bpe(
     merges: list[tuple[bytes, bytes]] = []
     bar = _progress_bar(progress, num_merges)
     while len(merges) < num_merges and heap:
+        # The smallest entry: the greatest count, ties broken towards the greatest (bytes, bytes) pair.
         negative, _, _, a, b = heapq.heappop(heap)
-        current = pair_counts.get((a, b), 0)
+        current = pair_counts.get((a, b), 0)  # the truth; the heap entry may be older
         if current != -negative:  # stale entry: its count went down since it was pushed
             if current > 0:  # still present: back in the queue with its true count
                 heapq.heappush(heap, entry((a, b)))
             continue
+        # Stale entries only over-state a count (old pairs only lose counts, new pairs are pushed
+        # fresh), so the first entry whose count is current really is the best pair.
         # (a, b) is the most frequent pair (ties: the greatest): it becomes the new token `new`.
         new = len(token_bytes)
         merges.append((token_bytes[a], token_bytes[b]))
@@ -247,6 +251,7 @@ def _merge_pair(
     pair of the word keeps its count, so no word is recounted.
     """
     touched: set[Pair] = set()
+    # pop: after this merge no word holds (a, b); the index entry goes with it.
     for index in where.pop((a, b)):
         merged = _merge_word(words[index], a, b, new)
         if merged is None:
@@ -259,6 +264,7 @@ def _merge_pair(
             pair_counts[pair] += n
             where[pair].add(index)
         touched.update(gained)
+    # (a, b) is gone from every word, whatever the updates above left in its count: drop it whole.
     del pair_counts[(a, b)]
     return touched
 
@@ -280,12 +286,14 @@ def _merge_word(word: list[int], a: int, b: int, new: int) -> tuple[list[int], l
             break
         if j >= last:
             break  # `a` is the last token: no `b` after it
-        if word[j + 1] != b:
+        if word[j + 1] != b:  # an `a` not followed by `b`: copy through it and search on
             out.extend(word[i : j + 1])
             i = j + 1
             continue
         out.extend(word[i:j])
         if out:  # a left neighbour x (already merged, if it was itself an `a b`: "a b a b" -> "Z Z")
+            # In "a b a b" the first occurrence recorded gained (Z,a); here (Z,a) is lost again, so
+            # the net change is -(b,a) +(Z,Z), as a recount would find.
             lost.append((out[-1], a))
             gained.append((out[-1], new))
         if j + 1 < last:  # a right neighbour y (still the original token)
@@ -296,5 +304,5 @@ def _merge_word(word: list[int], a: int, b: int, new: int) -> tuple[list[int], l
         i = j + 2
     if not merged:
         return None
-    out.extend(word[i:])
+    out.extend(word[i:])  # the tail after the last occurrence
     return out, lost, gained

@@ -74,6 +74,7 @@ def get_batch(
     (True, (2, 4))
     """
     dev = check_device(device)
+    # A memmap is already an ndarray: asarray would be a no-op for it, but a list must be converted.
     dataset = np.asarray(dataset) if not isinstance(dataset, np.ndarray) else dataset
     if dataset.ndim != 1:
         raise ValueError(f"get_batch: dataset must be 1-D, got shape {dataset.shape}")
@@ -132,19 +133,23 @@ def _encode_chunk(task: tuple[str, int, int]) -> tuple[np.ndarray, int]:
     path, start, end = task
     tokenizer, eos, eos_id = _worker_state["tokenizer"], _worker_state["eos"], _worker_state["eos_id"]
     dtype = _worker_state["dtype"]
+    # Read only this chunk's bytes: a worker never holds more than chunk_bytes of text.
     with open(path, "rb") as f:
         f.seek(start)
         raw = f.read(end - start)
-    try:
+    try:  # chunk edges sit where a separator starts, so a valid file never fails here mid-character
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: not valid UTF-8 at byte {start + error.start}") from None
     ids: list[int] = []
+    # "a<eos>b<eos>" splits to ["a", "b", ""]: each non-empty document is encoded alone and closed
+    # with the end-of-text id, so the output is the same wherever the chunk edges fall.
     for document in text.split(eos):
         if document:
             ids.extend(tokenizer.encode(document))
             ids.append(eos_id)
     array = np.asarray(ids, dtype=np.int64)
+    # Check before narrowing: astype(uint16) would wrap an id >= 65,536 silently.
     if array.size and (array.min() < 0 or array.max() > np.iinfo(dtype).max):
         raise ValueError(f"{path}: token id {array.max()} does not fit in {np.dtype(dtype).name}")
     return array.astype(dtype), end - start
@@ -202,6 +207,7 @@ def tokenize_to_array(
         try:
             total = 0
             with open(raw_path, "wb") as raw, _progress_bar(progress, sum(e - s for _, s, e in tasks)) as bar:
+                # Chunks arrive in task order (imap, not imap_unordered), so the ids keep file order.
                 for ids, nbytes in _run_tasks(tasks, num_processes, (tokenizer, eos, eos_id, dtype)):
                     raw.write(ids.tobytes())
                     total += len(ids)
@@ -217,6 +223,7 @@ def _raw_to_npy(raw_name: str | Path, npy_name: str | Path, dtype: np.dtype, tot
     blocks so a corpus larger than RAM never has to fit in it."""
     source = np.memmap(raw_name, dtype=dtype, mode="r", shape=(total,)) if total else np.zeros(0, dtype)
     array = np.lib.format.open_memmap(npy_name, mode="w+", dtype=dtype, shape=(total,))
+    # Block copies: each moves _COPY_BLOCK ids (32 MiB of uint16) through memory at most.
     for i in range(0, total, _COPY_BLOCK):
         array[i : i + _COPY_BLOCK] = source[i : i + _COPY_BLOCK]
     array.flush()
@@ -224,6 +231,7 @@ def _raw_to_npy(raw_name: str | Path, npy_name: str | Path, dtype: np.dtype, tot
 
 
 def _pairs(boundaries: list[int]) -> Iterator[tuple[int, int]]:
+    # [0, 10, 10, 25] -> (0, 10), (10, 25): consecutive cuts, empty ranges skipped.
     yield from ((s, e) for s, e in zip(boundaries[:-1], boundaries[1:]) if e > s)
 
 
@@ -232,6 +240,7 @@ def _run_tasks(
 ) -> Iterator[tuple[np.ndarray, int]]:
     """Encoded chunks in task order: in this process, or from a pool of ``num_processes`` workers."""
     if num_processes <= 1:
+        # Same functions without a pool: no pickling, and a traceback points into _encode_chunk.
         _init_worker(*init_args)
         try:
             yield from map(_encode_chunk, tasks)
@@ -367,6 +376,7 @@ def split_token_shards(
             f"{folder} was tokenized by tokenizer {info['tokenizer']}, not by the model's "
             f"({tokenizer_fingerprint(tokenizer)}); pass the tokenizer that wrote it"
         )
+    # The cache key: shard names, their sources and the fraction; a re-run pipeline changes it.
     key = hashlib.sha256(
         json.dumps([[s.name, i["source"]] for s, i in shards] + [validation_fraction]).encode()
     ).hexdigest()[:16]
@@ -387,13 +397,16 @@ def _write_split(shards: list[tuple[Path, dict]], train_path: Path, val_path: Pa
     all, the last document of the biggest shard is held out). Written atomically, block by block."""
     arrays, ends_of, cuts = [], [], []
     for shard, info in shards:
-        dtype = np.dtype(info["dtype"]).newbyteorder("<")
+        dtype = np.dtype(info["dtype"]).newbyteorder("<")  # the shard format fixes little-endian
         ids = np.memmap(shard, dtype=dtype, mode="r") if info["tokens"] else np.zeros(0, dtype)
         ends = np.flatnonzero(ids == info["eot_id"]) + 1  # (documents,) one past each document
+        # The last document end at or before token (1 - fraction) * n: training keeps up to there.
         at = int(np.searchsorted(ends, int(len(ids) * (1 - fraction)), side="right")) - 1
         arrays.append(ids)
         ends_of.append(ends)
+        # max(at, 0): at least one training document; a one-document shard goes to training whole.
         cuts.append(int(ends[max(at, 0)]) if ends.size > 1 else len(ids))
+    # Small shards can all round to "no validation": then hold out the biggest shard's last document.
     if all(cut == len(ids) for cut, ids in zip(cuts, arrays)):
         biggest = max(range(len(arrays)), key=lambda i: (len(ends_of[i]), len(arrays[i])))
         if len(ends_of[biggest]) > 1:

@@ -226,11 +226,11 @@ class RMSNorm(nn.Module):
         super().__init__()
         _check_choice("norm_impl", impl, NormImpl)
         self.eps, self.impl = eps, impl
-        self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
-        self._kernel = _kernel("norm_impl", impl)
+        self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))  # g, starts as identity
+        self._kernel = _kernel("norm_impl", impl)  # None unless systems registered one for `impl`
 
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-        if self.impl == "torch":
+        if self.impl == "torch":  # the same formula as one torch op (fused on GPU)
             return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
         if self._kernel is not None:  # a unit-2 kernel registered by systems
             return self._kernel.apply(x, self.weight, self.eps)
@@ -482,17 +482,21 @@ class MultiHeadSelfAttention(nn.Module):
         return self.output_proj(rearrange(out, "... heads seq d -> ... seq (heads d)"))  # (..., seq, d_model)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        # q: (..., heads, queries, d_head); k, v: (..., heads, keys, d_head) after the GQA repeat.
         num_queries, num_keys = q.shape[-2], k.shape[-2]
         aligned = num_queries == num_keys  # no cached prefix: the plain causal triangle
         if self._kernel is not None and aligned:
-            return self._kernel.apply(q, k, v, True)
+            return self._kernel.apply(q, k, v, True)  # a registered FlashAttention kernel, causal=True
         # The unit-2 kernels only know the aligned triangle; decoding with a cache falls back to SDPA.
         if self.impl == "sdpa" or (self._kernel is not None and not aligned):
             if aligned:
                 return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            # is_causal aligns the triangle top-left, wrong when keys include a cached prefix: pass
+            # the bottom-right mask explicitly (query i sees keys 0 .. offset + i).
             return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=causal_mask(num_queries, num_keys, q.device)
             )
+        # The handout's reference: the whole (queries, keys) score matrix, masked and softmaxed.
         return scaled_dot_product_attention(q, k, v, causal_mask(num_queries, num_keys, q.device))
 
 
@@ -533,9 +537,8 @@ class TransformerBlock(nn.Module):
             return self.ln2(z + self.dropout(self.ffn(z)))
         # Pre-norm: each sub-layer sees a normalised input, and the residual stream x -> z -> y is a
         # clean sum, so gradients reach early layers undamped (Xiong et al., 2020).
-        z = x + self.dropout(
-            self.attn(self.ln1(x), token_positions, kv_cache, layer)
-        )  # (batch, seq, d_model)
+        attended = self.attn(self.ln1(x), token_positions, kv_cache, layer)  # (batch, seq, d_model)
+        z = x + self.dropout(attended)
         return z + self.dropout(self.ffn(self.ln2(z)))
 
 
@@ -597,17 +600,15 @@ class TransformerLM(nn.Module):
                 f"sequence of {offset + seq} tokens exceeds context_length {self.config.context_length}"
             )
         x = self.token_embeddings(token_ids)  # (batch, seq, d_model)
-        if (
-            self.position_embeddings is not None
-        ):  # learned absolute positions (the ablation); RoPE acts in attention
+        # Learned absolute positions (the ablation) are added here; RoPE acts inside attention instead.
+        if self.position_embeddings is not None:
             if token_positions is None:
                 token_positions = torch.arange(offset, offset + seq, device=token_ids.device)
             x = x + self.position_embeddings(token_positions)
         x = self.dropout(x)
+        # The residual stream: (batch, seq, d_model) through every block.
         for i, layer in enumerate(self.layers):
-            x = layer(
-                x, token_positions, kv_cache, i
-            )  # the residual stream: (batch, seq, d_model) throughout
+            x = layer(x, token_positions, kv_cache, i)  # layer i reads and writes slot i of the cache
         if kv_cache is not None:
             kv_cache.length += seq  # every layer has stored this step's keys: move the shared cursor
         # Unnormalised scores over the vocabulary; the loss (or the sampler) applies the softmax.

@@ -130,7 +130,7 @@ class Tokenizer:
         self._pretokenizer = PreTokenizer(special_tokens)
         self.special_tokens: list[str] = self._pretokenizer.special_tokens
         # bytes -> id; with duplicate bytes the lowest id wins (iterate from the highest, overwrite).
-        self._ids: dict[bytes, int] = {}
+        self._ids: dict[bytes, int] = {}  # the inverse of vocab, for turning merges into id pairs
         for i in sorted(self.vocab, reverse=True):
             self._ids[self.vocab[i]] = i
         self.special_ids: dict[str, int] = {}
@@ -240,6 +240,8 @@ class Tokenizer:
         the merges that built its halves have been applied, so lowest rank first reproduces them."""
         ids = [self._byte_ids[b] for b in pretoken.encode("utf-8")]  # start from single bytes
         ranks = self._ranks
+        # E.g. "the" with merges 0: (t,h), 1: (th,e): [t, h, e] -> (t,h) has rank 0 -> [th, e]
+        # -> (th,e) has rank 1 -> [the] -> one id left, done. Each round removes at least one id.
         while len(ids) > 1:
             # Find the adjacent pair that was merged earliest in training (lowest rank).
             best = None  # (rank, merged id) of the best pair so far
@@ -252,7 +254,7 @@ class Tokenizer:
                 break  # no adjacent pair is a merge: done
             # Merge every occurrence of that pair, left to right; nothing before `position` has it.
             a, b = ids[position], ids[position + 1]
-            merged = ids[:position]
+            merged = ids[:position]  # the prefix before the first occurrence is copied unchanged
             i, last = position, len(ids) - 1
             while i <= last:
                 if i < last and ids[i] == a and ids[i + 1] == b:
@@ -261,7 +263,7 @@ class Tokenizer:
                 else:
                     merged.append(ids[i])
                     i += 1
-            ids = merged
+            ids = merged  # shorter by the number of occurrences merged
         return ids
 
     def _encode_items(self, items: Iterable[tuple[list[str], str | None]]) -> Iterator[list[int]]:
@@ -271,6 +273,7 @@ class Tokenizer:
         for pretokens, special in items:
             out: list[int] = []
             for pretoken in pretokens:
+                # A pre-token's ids depend on nothing around it, so they can be cached by its text.
                 ids = cache.get(pretoken)
                 if ids is None:
                     if len(cache) >= _CACHE_LIMIT:  # bounded memory on long, diverse streams
@@ -317,7 +320,7 @@ class Tokenizer:
                 min(num_processes, len(jobs)), _init_worker, state
             ) as pool:
                 parts = pool.map(_encode_range_in_worker, jobs)
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)  # chunks in file order
 
     # ---- decoding -----------------------------------------------------------------------
 
@@ -360,6 +363,7 @@ def _encode_range(tokenizer: Tokenizer, job: tuple[str, int, int], dtype) -> np.
     """Ids of bytes ``[start, end)`` of a file, collected in a compact array (2-4 bytes per id
     rather than a list of Python ints)."""
     path, start, end = job
+    # array.array grows like a list but stores raw 2- or 4-byte ids; "H" = uint16, "i" = int32.
     ids = array("H" if dtype == np.uint16 else "i")
     for part in tokenizer._encode_items(
         tokenizer._pretokenizer.split_stream(iter_file_text(path, start, end))
