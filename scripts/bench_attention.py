@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
 from basics.device import resolve_device
 from systems.benchmarking import device_description, peak_tflops, time_ms, time_ms_after_setup
 
@@ -138,7 +138,9 @@ def run(config: BenchAttentionConfig) -> list[dict]:
                         continue
                     for pass_name, ms in passes.items():
                         tflops = flops * pass_work[pass_name] / (ms / 1e3) / 1e12 if ms > 0 else None
-                        ratio = ms / peer[pass_name] if isinstance(peer, dict) and peer[pass_name] > 0 else None
+                        ratio = (
+                            ms / peer[pass_name] if isinstance(peer, dict) and peer[pass_name] > 0 else None
+                        )
                         results.append(
                             {**base, "pass_": pass_name, "ms": ms, "tflops": tflops, "ratio": ratio}
                             | {"err": errors[name], "peak": tflops / peak if tflops and peak else None}
@@ -147,9 +149,7 @@ def run(config: BenchAttentionConfig) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, BenchAttentionConfig)
     config = config_from_arguments(BenchAttentionConfig, parser.parse_args())
     import triton

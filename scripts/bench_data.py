@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basics.cli import run_main
+from basics.cli import ArgumentParser, run_main
 
 
 def corpus_documents(num_docs: int, min_words: int = 30) -> list[str]:
@@ -179,9 +179,7 @@ def bench_pipeline(num_pages: int, num_shards: int, num_workers: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--docs", type=int, default=1000, help="documents for the MinHash benchmark (default: 1000)"
     )

@@ -34,7 +34,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
 from basics.model import ModelConfig, TransformerLM
 from systems.ddp import wrap_model
 from systems.sharded_optimizer import ShardedOptimizer, optimizer_state_bytes
@@ -220,9 +220,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, BenchDDPConfig)
     config = config_from_arguments(BenchDDPConfig, parser.parse_args())
     unknown = set(config.sections) - {"allreduce", "ddp", "sharded"}

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
 from basics.device import resolve_device
 from basics.model import ModelConfig, TransformerLM
 from systems.benchmarking import device_description, step_times_ms, synchronize
@@ -182,9 +182,7 @@ def run(config: BenchModelConfig) -> tuple[dict, list[dict]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, BenchModelConfig)
     config = config_from_arguments(BenchModelConfig, parser.parse_args())
     settings, rows = run(config)

@@ -38,7 +38,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
 from basics.model import Embedding, Linear, ModelConfig, TransformerLM
 from systems.ddp import DDPBucketed
 from systems.distributed import run_on_local_ranks
@@ -327,9 +327,7 @@ def _accounting_rows(config: BenchParallelConfig, per_rank: list[dict]) -> list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, BenchParallelConfig)
     config = config_from_arguments(BenchParallelConfig, parser.parse_args(argv))
     if config.backend == "nccl" and torch.cuda.device_count() < config.world_size:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
 from basics.device import resolve_device
 from systems.benchmarking import device_description, peak_bandwidth_gbps, time_ms
 
@@ -129,9 +129,7 @@ def run(config: BenchRMSNormConfig) -> tuple[int, list[dict]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, BenchRMSNormConfig)
     config = config_from_arguments(BenchRMSNormConfig, parser.parse_args())
     import triton

@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from basics.cli import run_main
+from basics.cli import ArgumentParser, run_main
 
 ENDOFTEXT = "<|endoftext|>"
 
@@ -138,9 +138,7 @@ def benchmark_corpus(args: argparse.Namespace, tmp: str) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vocab-size", type=int, default=5000, help="vocabulary size for both trainers")
     parser.add_argument(
         "--include-source", action="store_true", help="built-in corpus with stdlib source (~14 MB)"

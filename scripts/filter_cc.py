@@ -23,7 +23,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
 from data.pipeline import PipelineConfig, PipelineReport, Tokenization, find_input_files, run_pipeline
 
 
@@ -89,9 +89,7 @@ def format_throughput(report: PipelineReport) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input_dir", type=Path, help="directory of .warc/.wet files (gzip or not)")
     parser.add_argument("out_dir", type=Path, help="output directory (created; re-runs resume)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")

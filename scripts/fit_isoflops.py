@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from basics.cli import run_main
+from basics.cli import ArgumentParser, run_main
 from scaling.chinchilla import bootstrap_chinchilla, format_chinchilla_report
 from scaling.isoflops import (
     bootstrap_isoflops,
@@ -29,9 +29,7 @@ from scaling.isoflops import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", help="JSON list of {parameters, compute_budget, final_loss}")
     parser.add_argument(
         "--method",

@@ -13,13 +13,12 @@ A fresh starter scores 0 (every grader skipped as not implemented); see the READ
 
 from __future__ import annotations
 
-import argparse
 import ast
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from basics.cli import run_main
+from basics.cli import ArgumentParser, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPENDENCIES = [
@@ -424,7 +423,7 @@ def write_starter(key: str, out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("assignment", choices=sorted(ASSIGNMENTS))
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args(argv)

@@ -26,7 +26,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
 from scaling.flops import format_flops_table
 from scaling.lab import LabConfig, TrainingRunner, model_config_for, plan_run, query
 from scaling.ledger import BudgetExceeded, LabRequest, LabResult, Ledger
@@ -89,9 +89,7 @@ def fit_and_plot(results: list[LabResult], out_dir: Path, bootstrap: int) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     sweep = commands.add_parser("sweep", help="IsoFLOPs sweep, then both fits and the plots")
     add_config_arguments(sweep, LabConfig)

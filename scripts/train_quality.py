@@ -28,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from basics.cli import add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
 from data.quality import QualityConfig, evaluate, save_quality_model, train_quality_classifier
 from data.quality_pages import (
     SOURCES,
@@ -96,9 +96,7 @@ def train_and_report(examples: list[Example], config: QualityConfig, held_out: f
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--positives", nargs="+", default=[], help="WARC/WET/text files of good ('wiki') pages"
     )
