@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import math
 import re
 import sqlite3
 import sys
@@ -53,6 +54,16 @@ def _parse_optional(inner: type) -> Any:
     return parse
 
 
+def _as_field_type(convert: Callable[[str], Any], tp: type) -> Callable[[str], Any]:
+    """``convert`` (a check, e.g. :func:`input_file`) whose result is cast back to the field's type."""
+
+    def parse(text: str) -> Any:
+        return tp(convert(text))
+
+    parse.__name__ = getattr(convert, "__name__", tp.__name__)
+    return parse
+
+
 _FIELD_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+?)\s*$")
 
 
@@ -71,8 +82,17 @@ def field_comments(config_cls: type) -> dict[str, str]:
     return comments
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, prefix: str = "") -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    config_cls: type,
+    prefix: str = "",
+    types: dict[str, Callable[[str], Any]] | None = None,
+) -> None:
     """Add one flag per field of ``config_cls`` (a dataclass) to ``parser``.
+
+    ``types`` maps a field name to the ``type=`` of its flag (e.g. ``{"eval_task": input_file}``, so
+    a missing file is refused when the command line is read); a ``str`` field named ``device`` is
+    checked with :func:`device_name`.
 
     Defaults are left as ``argparse.SUPPRESS`` so that :func:`config_from_arguments` can tell the
     flags a user gave from the ones they did not (presets fill the rest).
@@ -110,7 +130,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, pref
             element = args[0] if args else str
             group.add_argument(flag, nargs="+", type=element, **kwargs)
         elif tp in _SCALARS:
-            group.add_argument(flag, type=_parse_optional(tp) if optional else tp, choices=choices, **kwargs)
+            convert = (types or {}).get(field.name)
+            if convert is None and field.name == "device" and tp is str and choices is None:
+                convert = device_name
+            convert = _as_field_type(convert, tp) if convert else tp
+            group.add_argument(
+                flag, type=_parse_optional(convert) if optional else convert, choices=choices, **kwargs
+            )
         else:
             raise TypeError(f"{config_cls.__name__}.{field.name}: no CLI mapping for type {tp!r}")
 
@@ -149,6 +175,78 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """``type=`` for a flag that is a finite number > 0 (``nan``, ``inf`` and ``0`` are refused)."""
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+# Paths are checked when the command line is read, so a mistyped name stops the run before any work
+# (and before anything is written); argparse names the flag in the one-line error.
+
+
+def input_file(text: str) -> Path:
+    """``type=`` for a file the script reads: it must exist and be a file."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"is a folder, not a file: {text}")
+    return path
+
+
+def input_dir(text: str) -> Path:
+    """``type=`` for a folder the script reads: it must exist and be a folder."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such folder: {text}")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"is a file, not a folder: {text}")
+    return path
+
+
+def _blocking_file(path: Path) -> Path | None:
+    """The first existing non-folder among ``path``'s parents (a folder cannot be made below it)."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def output_dir(text: str) -> Path:
+    """``type=`` for a folder the script writes (created later): not a file, nor below one."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"is a file, not a folder: {text}")
+    if blocking := _blocking_file(path):
+        raise argparse.ArgumentTypeError(f"{blocking} is a file, so {text} cannot be a folder")
+    return path
+
+
+def output_file(text: str) -> Path:
+    """``type=`` for a file the script writes: not a folder, nor below a file."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"is a folder, not a file: {text}")
+    if blocking := _blocking_file(path):
+        raise argparse.ArgumentTypeError(f"{blocking} is a file, so {text} cannot be written")
+    return path
+
+
+def device_name(text: str) -> str:
+    """``type=`` for a torch device (``cpu``, ``cuda``, ``cuda:1``, ``mps``) or ``auto``."""
+    import torch
+
+    if text != "auto":
+        try:
+            torch.device(text)
+        except (RuntimeError, ValueError):
+            raise argparse.ArgumentTypeError(f"not a torch device: {text!r}") from None
+    return text
 
 
 class ArgumentParser(argparse.ArgumentParser):
