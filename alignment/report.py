@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from basics.cli import positive_int
+from basics.cli import device_name, output_dir, positive_int
 
 
 def add_stage_arguments(parser: argparse.ArgumentParser, out: str, init: str | None) -> None:
@@ -19,8 +19,8 @@ def add_stage_arguments(parser: argparse.ArgumentParser, out: str, init: str | N
         " (default: a fresh model)" if init is None else ""
     )
     parser.add_argument("--init", default=init, help=init_help)
-    parser.add_argument("--out", type=Path, default=Path(out), help="output directory")
-    parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument("--out", type=output_dir, default=Path(out), help="output directory")
+    parser.add_argument("--device", type=device_name, default="cpu", help="torch device")
     parser.add_argument(
         "--threads", type=positive_int, default=1, help="torch CPU threads (1: reproducible timings)"
     )
