@@ -29,7 +29,14 @@ from alignment.report import add_stage_arguments, format_metrics, format_table, 
 from alignment.rewards import r1_zero_reward_fn
 from alignment.sft import ALPACA_TEMPLATE
 from alignment.tasks import TaskConfig, load_task, wrong_solution
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, positive_int, run_main
+from basics.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    config_from_arguments,
+    input_file,
+    positive_int,
+    run_main,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,7 +49,7 @@ def parse_args() -> argparse.Namespace:
         "--samples-per-prompt", type=positive_int, default=4, help="policy samples per question"
     )
     parser.add_argument("--max-new-tokens", type=positive_int, default=60, help="longest sampled response")
-    add_config_arguments(parser, TaskConfig)
+    add_config_arguments(parser, TaskConfig, types={"eval_task": input_file})
     add_config_arguments(parser, DPOConfig)
     return parser.parse_args()
 

@@ -42,19 +42,35 @@ from alignment.policy import load_any
 from alignment.report import format_table
 from alignment.rewards import gsm8k_reward_fn, r1_zero_reward_fn
 from alignment.tasks import TaskConfig, load_task
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, positive_int, run_main
+from basics.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    config_from_arguments,
+    device_name,
+    input_file,
+    output_file,
+    positive_int,
+    run_main,
+)
 
 
 def parse_args() -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", required=True, help="policy file, run directory, or HF model name/path")
     what = parser.add_mutually_exclusive_group()
-    what.add_argument("--gsm8k", default=None, help="GSM8K-format JSONL to evaluate on")
-    what.add_argument("--mmlu", default=None, help="MMLU-format CSV to evaluate on (generation)")
+    what.add_argument("--gsm8k", type=input_file, default=None, help="GSM8K-format JSONL to evaluate on")
     what.add_argument(
-        "--multiple-choice", default=None, help="HellaSwag/ARC/MMLU-format JSONL (log-likelihood)"
+        "--mmlu", type=input_file, default=None, help="MMLU-format CSV to evaluate on (generation)"
     )
-    what.add_argument("--perplexity", default=None, help="text file whose perplexity to compute")
+    what.add_argument(
+        "--multiple-choice",
+        type=input_file,
+        default=None,
+        help="HellaSwag/ARC/MMLU-format JSONL (log-likelihood)",
+    )
+    what.add_argument(
+        "--perplexity", type=input_file, default=None, help="text file whose perplexity to compute"
+    )
     parser.add_argument(
         "--format", choices=["auto", "hellaswag", "arc", "mmlu"], default="auto", help="JSONL format"
     )
@@ -67,17 +83,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--grader", choices=["r1_zero", "gsm8k"], default="r1_zero", help="GSM8K grading")
     parser.add_argument("--limit", type=positive_int, default=None, help="evaluate the first N examples only")
     parser.add_argument(
-        "--output", type=Path, default=None, help="JSONL of generations (default: next to --policy)"
+        "--output", type=output_file, default=None, help="JSONL of generations (default: next to --policy)"
     )
     parser.add_argument("--max-new-tokens", type=positive_int, default=60, help="longest generated response")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="prompts per generation batch")
-    parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument("--device", type=device_name, default="cpu", help="torch device")
     parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
-    add_config_arguments(parser, TaskConfig)
+    add_config_arguments(parser, TaskConfig, types={"eval_task": input_file})
     return parser.parse_args()
 
 
-def generation_task(args: argparse.Namespace):
+def generation_task(args: argparse.Namespace, task_config: TaskConfig):
     """(name, prompts, ground truths, reward function) of the chosen generation task."""
     if args.mmlu:
         examples = load_mmlu(args.mmlu)[: args.limit]
@@ -91,12 +107,13 @@ def generation_task(args: argparse.Namespace):
             [e["answer"] for e in examples],
             reward_fn,
         )
-    problems = load_task(config_from_arguments(TaskConfig, args)).heldout[: args.limit]
+    problems = load_task(task_config).heldout[: args.limit]
     return "addition", [p.prompt for p in problems], [p.answer for p in problems], r1_zero_reward_fn
 
 
 def main() -> int:
     args = parse_args()
+    task_config = config_from_arguments(TaskConfig, args)  # checked before the model loads
     torch.set_num_threads(args.threads)
     model, tokenizer = load_any(args.policy, args.device)
     start = time.time()
@@ -115,7 +132,7 @@ def main() -> int:
         result = perplexity(model, tokenizer, text, args.window, args.stride)
         print(format_table([{"data": Path(args.perplexity).name, **vars(result)}]))
     else:
-        name, prompts, truths, reward_fn = generation_task(args)
+        name, prompts, truths, reward_fn = generation_task(args, task_config)
         output = args.output or Path(args.policy).with_name(f"eval_{name}.jsonl")
         result = evaluate_model(
             model,

@@ -27,14 +27,14 @@ from alignment.policy import load_policy, save_policy
 from alignment.report import add_stage_arguments, format_metrics, format_table, policy_path, save_curve
 from alignment.rewards import r1_zero_reward_fn
 from alignment.tasks import TaskConfig, load_task
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, input_file, run_main
 
 
 def parse_args() -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_stage_arguments(parser, out="runs/grpo", init="runs/sft/policy.pt")
     parser.add_argument("--method", choices=["grpo", "expert_iteration"], default="grpo", help="RL algorithm")
-    add_config_arguments(parser, TaskConfig)
+    add_config_arguments(parser, TaskConfig, types={"eval_task": input_file})
     add_config_arguments(parser, GRPOConfig)
     add_config_arguments(parser, ExpertIterationConfig, prefix="ei_")
     return parser.parse_args()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from pathlib import Path
 
 import torch
 
@@ -34,7 +35,7 @@ from alignment.report import add_stage_arguments, format_metrics, format_table, 
 from alignment.reward_model import load_reward_model, save_reward_model, scalar_model_from_policy
 from alignment.rewards import r1_zero_reward_fn
 from alignment.tasks import TaskConfig, load_task
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, input_file, run_main
 
 # The CPU demo: a strong KL penalty (beta 0.5 per token) keeps the policy where the small reward model
 # is still right; at beta 0.05 the same run over-optimises it (see the README's reward-hacking table).
@@ -50,7 +51,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--reward-model", default="runs/rm/reward_model.pt", help="reward model file or folder"
     )
-    add_config_arguments(parser, TaskConfig)
+    add_config_arguments(parser, TaskConfig, types={"eval_task": input_file})
     add_config_arguments(parser, PPOConfig)
     return parser.parse_args()
 
@@ -77,6 +78,10 @@ def main() -> int:
     args = parse_args()
     task_config = config_from_arguments(TaskConfig, args)
     config = config_from_arguments(PPOConfig, args, base=DEMO_PPO)
+    if (
+        args.reward == "reward_model" and not Path(args.reward_model).exists()
+    ):  # checked before the policy loads
+        raise FileNotFoundError(f"--reward-model: no such file or folder: {args.reward_model}")
     torch.set_num_threads(args.threads)
     policy, tokenizer = load_policy(args.init, args.device, dtype=torch.float32)  # fp32 master weights
     reference = copy.deepcopy(policy).eval()

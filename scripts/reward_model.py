@@ -40,16 +40,28 @@ from alignment.reward_model import (
 )
 from alignment.rewards import r1_zero_reward_fn
 from alignment.tasks import TaskConfig, concise_annotator_pairs, load_task, wrong_solution
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, positive_int, run_main
+from basics.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    config_from_arguments,
+    input_file,
+    positive_int,
+    run_main,
+)
 
 
 def parse_args() -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_stage_arguments(parser, out="runs/rm", init="runs/sft/policy.pt")
     parser.add_argument(
-        "--pairs", default=None, help="preference JSONL to train on (default: the demo's pairs)"
+        "--pairs",
+        type=input_file,
+        default=None,
+        help="preference JSONL to train on (default: the demo's pairs)",
     )
-    parser.add_argument("--eval-pairs", default=None, help="held-out preference JSONL (default: the demo's)")
+    parser.add_argument(
+        "--eval-pairs", type=input_file, default=None, help="held-out preference JSONL (default: the demo's)"
+    )
     parser.add_argument(
         "--flaw", choices=["none", "concise"], default="none", help="deliberately flawed labels"
     )
@@ -66,7 +78,7 @@ def parse_args() -> argparse.Namespace:
         help="distinct (correct, wrong) pairs per question",
     )
     parser.add_argument("--max-new-tokens", type=positive_int, default=60, help="longest sampled response")
-    add_config_arguments(parser, TaskConfig)
+    add_config_arguments(parser, TaskConfig, types={"eval_task": input_file})
     add_config_arguments(parser, RewardModelConfig)
     return parser.parse_args()
 

@@ -31,7 +31,14 @@ from alignment.report import add_stage_arguments, format_metrics, format_table, 
 from alignment.rewards import r1_zero_reward_fn
 from alignment.sft import SFTConfig, train_sft
 from alignment.tasks import TaskConfig, load_task
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, positive_int, run_main
+from basics.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    config_from_arguments,
+    input_file,
+    positive_int,
+    run_main,
+)
 from basics.model import ModelConfig
 
 # The CPU demo: a 270K-parameter model; SFT data from a "sloppy annotator" who drops the final carry from
@@ -54,7 +61,7 @@ def parse_args() -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_stage_arguments(parser, out="runs/sft", init=None)
     parser.add_argument("--max-new-tokens", type=positive_int, default=60, help="longest generated response")
-    add_config_arguments(parser, TaskConfig)
+    add_config_arguments(parser, TaskConfig, types={"eval_task": input_file})
     add_config_arguments(parser, SFTConfig)
     add_config_arguments(parser, ModelConfig, prefix="model_")
     return parser.parse_args()
