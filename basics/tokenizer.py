@@ -403,6 +403,12 @@ class TokenizerTrainConfig:
         default=None, metadata={"help": "pre-tokenization processes (None: all cores)"}
     )
 
+    def __post_init__(self) -> None:
+        if self.num_processes is not None and self.num_processes < 1:
+            raise ValueError(
+                f"TokenizerTrainConfig.num_processes must be >= 1 or None; got {self.num_processes}"
+            )
+
 
 def load_or_train_default_tokenizer(
     out_dir: str | Path,
