@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from basics.cli import ArgumentParser, run_main
+from basics.cli import ArgumentParser, input_file, positive_float, positive_int, run_main
 
 ENDOFTEXT = "<|endoftext|>"
 
@@ -139,15 +139,23 @@ def benchmark_corpus(args: argparse.Namespace, tmp: str) -> Path:
 
 def main() -> None:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vocab-size", type=int, default=5000, help="vocabulary size for both trainers")
+    parser.add_argument(
+        "--vocab-size", type=positive_int, default=5000, help="vocabulary size for both trainers"
+    )
     parser.add_argument(
         "--include-source", action="store_true", help="built-in corpus with stdlib source (~14 MB)"
     )
-    parser.add_argument("--input", type=Path, default=None, help="benchmark on this UTF-8 text file instead")
-    parser.add_argument("--min-mb", type=float, default=None, help="repeat the corpus until it has N MB")
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="our worker processes")
     parser.add_argument(
-        "--encode-mb", type=float, default=None, help="encode only the first N MB (default: all)"
+        "--input", type=input_file, default=None, help="benchmark on this UTF-8 text file instead"
+    )
+    parser.add_argument(
+        "--min-mb", type=positive_float, default=None, help="repeat the corpus until it has N MB"
+    )
+    parser.add_argument(
+        "--processes", type=positive_int, default=os.cpu_count() or 1, help="our worker processes"
+    )
+    parser.add_argument(
+        "--encode-mb", type=positive_float, default=None, help="encode only the first N MB (default: all)"
     )
     args = parser.parse_args()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from basics.cli import ArgumentParser, run_main
+from basics.cli import ArgumentParser, input_dir, output_dir, run_main
 from basics.export import export_to_hf_llama
 from basics.generate import check_tokenizer_fits, find_tokenizer_dir, load_trained_model
 from basics.tokenizer import Tokenizer
@@ -27,12 +27,21 @@ from basics.tokenizer import Tokenizer
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def tokenizer_dir(text: str) -> str:
+    """``--tokenizer-dir``: an existing folder, or ``none`` (export without a tokenizer)."""
+    return text if text.lower() == "none" else str(input_dir(text))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run directory (out_dir of scripts/train.py) or a checkpoint file")
-    parser.add_argument("--out-dir", required=True, help="directory to write the Hugging Face files into")
     parser.add_argument(
-        "--tokenizer-dir", help="vocab.json/merges.txt (default: found from the run; none: skip)"
+        "--out-dir", type=output_dir, required=True, help="directory to write the Hugging Face files into"
+    )
+    parser.add_argument(
+        "--tokenizer-dir",
+        type=tokenizer_dir,
+        help="vocab.json/merges.txt (default: found from the run; none: skip)",
     )
     parser.add_argument(
         "--dtype", choices=sorted(DTYPES), default="float32", help="weights dtype (default: float32)"

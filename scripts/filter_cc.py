@@ -23,7 +23,15 @@ import dataclasses
 import json
 from pathlib import Path
 
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    config_from_arguments,
+    input_dir,
+    input_file,
+    output_dir,
+    run_main,
+)
 from data.pipeline import PipelineConfig, PipelineReport, Tokenization, find_input_files, run_pipeline
 
 
@@ -90,18 +98,19 @@ def format_throughput(report: PipelineReport) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input_dir", type=Path, help="directory of .warc/.wet files (gzip or not)")
-    parser.add_argument("out_dir", type=Path, help="output directory (created; re-runs resume)")
+    parser.add_argument("input_dir", type=input_dir, help="directory of .warc/.wet files (gzip or not)")
+    parser.add_argument("out_dir", type=output_dir, help="output directory (created; re-runs resume)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument(
-        "--tokenizer-dir", type=Path, help="unit-1 tokenizer (vocab.json, merges.txt): also write tokens/"
+        "--tokenizer-dir",
+        type=input_dir,
+        help="unit-1 tokenizer (vocab.json, merges.txt): also write tokens/",
     )
-    add_config_arguments(parser, PipelineConfig)
+    models = ("language_model", "nsfw_model", "toxic_model", "quality_model")
+    add_config_arguments(parser, PipelineConfig, types=dict.fromkeys(models, input_file))
     args = parser.parse_args(argv)
     config = config_from_arguments(PipelineConfig, args)
     tokenization = load_tokenization(args.tokenizer_dir) if args.tokenizer_dir else None
-    if args.out_dir.exists() and not args.out_dir.is_dir():
-        raise ValueError(f"output directory is a file: {args.out_dir}")
     report = run_pipeline(
         find_input_files(args.input_dir), args.out_dir, config, tokenization, progress=not args.no_progress
     )

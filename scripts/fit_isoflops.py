@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from basics.cli import ArgumentParser, run_main
+from basics.cli import ArgumentParser, input_file, output_dir, positive_float, positive_int, run_main
 from scaling.chinchilla import bootstrap_chinchilla, format_chinchilla_report
 from scaling.isoflops import (
     bootstrap_isoflops,
@@ -28,9 +28,17 @@ from scaling.isoflops import (
 )
 
 
+def probability(text: str) -> float:
+    """``--level``: a coverage strictly between 0 and 1."""
+    value = float(text)
+    if not 0.0 < value < 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", help="JSON list of {parameters, compute_budget, final_loss}")
+    parser.add_argument("runs", type=input_file, help="JSON list of {parameters, compute_budget, final_loss}")
     parser.add_argument(
         "--method",
         choices=["minimum", "parabola"],
@@ -38,15 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         help="optimum per budget: lowest-loss run, or vertex of a parabola in log N (default: minimum)",
     )
     parser.add_argument(
-        "--predict", type=float, nargs="+", default=[1e23, 1e24], help="budgets to predict at"
+        "--predict", type=positive_float, nargs="+", default=[1e23, 1e24], help="budgets to predict at"
     )
     parser.add_argument(
-        "--bootstrap", type=int, default=500, help="IsoFLOPs bootstrap resamples (default: 500)"
+        "--bootstrap", type=positive_int, default=500, help="IsoFLOPs bootstrap resamples (default: 500)"
     )
     parser.add_argument(
-        "--chinchilla-bootstrap", type=int, default=50, help="parametric-fit resamples (default: 50)"
+        "--chinchilla-bootstrap", type=positive_int, default=50, help="parametric-fit resamples (default: 50)"
     )
-    parser.add_argument("--level", type=float, default=0.9, help="interval coverage (default: 0.9)")
+    parser.add_argument("--level", type=probability, default=0.9, help="interval coverage (default: 0.9)")
     parser.add_argument(
         "--chinchilla",
         action=argparse.BooleanOptionalAction,
@@ -54,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         help="also fit the parametric law (default: on)",
     )
     parser.add_argument(
-        "--out-dir", default="runs/isoflops_fit", help="where plots go (default: runs/isoflops_fit)"
+        "--out-dir",
+        type=output_dir,
+        default="runs/isoflops_fit",
+        help="where plots go (default: runs/isoflops_fit)",
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = parser.parse_args(argv)

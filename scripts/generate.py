@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, input_dir, run_main
 from basics.generate import (
     SampleConfig,
     check_tokenizer_fits,
@@ -33,7 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run directory (out_dir of scripts/train.py) or a checkpoint file")
     parser.add_argument(
-        "--tokenizer-dir", help="directory with vocab.json and merges.txt (default: found from the run)"
+        "--tokenizer-dir",
+        type=input_dir,
+        help="directory with vocab.json and merges.txt (default: found from the run)",
     )
     add_config_arguments(parser, SampleConfig)
     return parser.parse_args(argv)

@@ -18,7 +18,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from basics.cli import ArgumentParser, run_main
+from basics.cli import ArgumentParser, output_dir, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPENDENCIES = [
@@ -425,7 +425,7 @@ def write_starter(key: str, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("assignment", choices=sorted(ASSIGNMENTS))
-    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("out_dir", type=output_dir)
     args = parser.parse_args(argv)
     out = write_starter(args.assignment, args.out_dir)
     print(f"wrote {out}: cd {out} && pip install -e '.[test]' && python -m pytest --grade results.json")

