@@ -82,9 +82,10 @@ def attention_reference(
     scores = q.float() @ k.float().transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., Nq, Nk)
     if is_causal:
         above = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).triu(1)
-        scores = scores.masked_fill(above, float("-inf"))
+        scores = scores.masked_fill(above, float("-inf"))  # key j > query i: no weight
     lse = torch.logsumexp(scores, dim=-1)  # (..., Nq)
-    out = torch.exp(scores - lse.unsqueeze(-1)) @ v.float()
+    # softmax(S) = exp(S - L): the same L the tiled versions save for backward.
+    out = torch.exp(scores - lse.unsqueeze(-1)) @ v.float()  # (..., Nq, Nk) @ (..., Nk, d) -> (..., Nq, d)
     return out.to(q.dtype), lse
 
 
@@ -122,12 +123,14 @@ def flash_forward_pytorch(
             s = q_i @ k[:, k_start:k_end].float().transpose(1, 2) * scale  # (batch, tq, tk)
             if is_causal and k_end - 1 > q_start:  # the tile crosses the diagonal
                 s = s.masked_fill(_causal_mask(q_start, q_end, k_start, k_end, q.device), float("-inf"))
-            m_new = torch.maximum(m, s.amax(dim=-1))
-            p = torch.exp(s - m_new.unsqueeze(-1))  # (batch, tq, tk)
+            m_new = torch.maximum(m, s.amax(dim=-1))  # (batch, tq): m_new = max(m, rowmax(S_j))
+            p = torch.exp(s - m_new.unsqueeze(-1))  # (batch, tq, tk): P_j = exp(S_j - m_new) <= 1
             rescale = torch.exp(m - m_new)  # exp(-inf) = 0 on the first tile
-            denom = rescale * denom + p.sum(dim=-1)
-            acc = rescale.unsqueeze(-1) * acc + p @ v[:, k_start:k_end].float()
+            # What was summed under the old max m is worth exp(m - m_new) as much under the new one.
+            denom = rescale * denom + p.sum(dim=-1)  # l = exp(m - m_new) l + rowsum(P_j)
+            acc = rescale.unsqueeze(-1) * acc + p @ v[:, k_start:k_end].float()  # (batch, tq, d)
             m = m_new
+        # Normalise once at the end, not per tile: O_i = acc / l; L_i = m + log l = logsumexp(S_i).
         out[:, q_start:q_end] = (acc / denom.unsqueeze(-1)).to(q.dtype)
         lse[:, q_start:q_end] = m + torch.log(denom)
     return out, lse
@@ -164,12 +167,14 @@ def flash_backward_pytorch(
             s = q_i @ k_j.transpose(1, 2) * scale  # (batch, tq, tk)
             if is_causal and k_end - 1 > q_start:
                 s = s.masked_fill(_causal_mask(q_start, q_end, k_start, k_end, q.device), float("-inf"))
-            p = torch.exp(s - lse[:, q_start:q_end].unsqueeze(-1))  # recomputed probabilities
-            dv[:, k_start:k_end] += p.transpose(1, 2) @ do_i
-            dp = do_i @ v_j.transpose(1, 2)  # (batch, tq, tk)
-            ds = p * (dp - delta[:, q_start:q_end].unsqueeze(-1))
-            dq[:, q_start:q_end] += ds @ k_j * scale
-            dk[:, k_start:k_end] += ds.transpose(1, 2) @ q_i * scale
+            # P = exp(S - L) exactly, since L is the row's full logsumexp (masked entries: exp(-inf) = 0).
+            p = torch.exp(s - lse[:, q_start:q_end].unsqueeze(-1))  # (batch, tq, tk)
+            dv[:, k_start:k_end] += p.transpose(1, 2) @ do_i  # dV_j += P^T dO_i: (batch, tk, d)
+            dp = do_i @ v_j.transpose(1, 2)  # dP = dO_i V_j^T: (batch, tq, tk)
+            # Softmax backward per row: dS = P * (dP - D) with D = rowsum(P * dP) = rowsum(O * dO).
+            ds = p * (dp - delta[:, q_start:q_end].unsqueeze(-1))  # (batch, tq, tk)
+            dq[:, q_start:q_end] += ds @ k_j * scale  # dQ_i += dS K_j / sqrt(d): (batch, tq, d)
+            dk[:, k_start:k_end] += ds.transpose(1, 2) @ q_i * scale  # dK_j += dS^T Q_i / sqrt(d)
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
 

@@ -73,11 +73,11 @@ def _flash_forward_kernel(
     q_tile = tl.program_id(0)
     batch = tl.program_id(1).to(tl.int64)
     rows = q_tile * Q_TILE + tl.arange(0, Q_TILE)  # query indices of this tile
-    cols = tl.arange(0, D_BLOCK)
-    row_ok = rows < n_queries
+    cols = tl.arange(0, D_BLOCK)  # head-dim lanes; D_BLOCK is d rounded up to a power of two
+    row_ok = rows < n_queries  # the last tile may hang past the sequence
     col_ok = cols < d
-    q_offsets = batch * stride_qb + rows[:, None] * d + cols[None, :]
-    q_mask = row_ok[:, None] & col_ok[None, :]
+    q_offsets = batch * stride_qb + rows[:, None] * d + cols[None, :]  # (Q_TILE, D_BLOCK) element offsets
+    q_mask = row_ok[:, None] & col_ok[None, :]  # padding loads 0: adds nothing to any dot product
     q = tl.load(q_ptr + q_offsets, mask=q_mask, other=0.0).to(DOT_DTYPE)  # (Q_TILE, D_BLOCK)
     m = tl.full((Q_TILE,), float("-inf"), dtype=tl.float32)  # running row max
     denom = tl.zeros((Q_TILE,), dtype=tl.float32)  # running denominator
@@ -93,20 +93,20 @@ def _flash_forward_kernel(
         k = tl.load(k_ptr + kv_offsets, mask=kv_mask, other=0.0).to(DOT_DTYPE)  # (K_TILE, D_BLOCK)
         v = tl.load(v_ptr + kv_offsets, mask=kv_mask, other=0.0).to(DOT_DTYPE)
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale  # (Q_TILE, K_TILE) fp32
-        visible = key_ok[None, :]
+        visible = key_ok[None, :]  # padded keys must get no weight: score -inf
         if IS_CAUSAL:
-            visible = visible & (keys[None, :] <= rows[:, None])
+            visible = visible & (keys[None, :] <= rows[:, None])  # key j <= query i
         s = tl.where(visible, s, float("-inf"))
-        m_new = tl.maximum(m, tl.max(s, axis=1))
-        p = tl.exp(s - m_new[:, None])
+        m_new = tl.maximum(m, tl.max(s, axis=1))  # m_new = max(m, rowmax(S_j)); finite: key 0 <= row
+        p = tl.exp(s - m_new[:, None])  # P_j = exp(S_j - m_new), entries <= 1
         rescale = tl.exp(m - m_new)  # 0 on the first tile (m = -inf)
-        denom = rescale * denom + tl.sum(p, axis=1)
+        denom = rescale * denom + tl.sum(p, axis=1)  # l = exp(m - m_new) l + rowsum(P_j)
         pv = tl.dot(p.to(DOT_DTYPE), v, input_precision=DOT_PRECISION)  # P cast like V
-        acc = acc * rescale[:, None] + pv
+        acc = acc * rescale[:, None] + pv  # acc = exp(m - m_new) acc + P_j V_j
         m = m_new
-    out = acc / denom[:, None]
+    out = acc / denom[:, None]  # O_i = acc / l: one division per row, after the last tile
     tl.store(o_ptr + q_offsets, out.to(o_ptr.dtype.element_ty), mask=q_mask)
-    tl.store(lse_ptr + batch * n_queries + rows, m + tl.log(denom), mask=row_ok)
+    tl.store(lse_ptr + batch * n_queries + rows, m + tl.log(denom), mask=row_ok)  # L = m + log l
 
 
 @triton.jit
@@ -144,11 +144,11 @@ def _flash_backward_dkdv_kernel(
     kv_mask = key_ok[:, None] & col_ok[None, :]
     k = tl.load(k_ptr + kv_offsets, mask=kv_mask, other=0.0).to(DOT_DTYPE)  # (K_TILE, D_BLOCK)
     v = tl.load(v_ptr + kv_offsets, mask=kv_mask, other=0.0).to(DOT_DTYPE)
-    dk = tl.zeros((K_TILE, D_BLOCK), dtype=tl.float32)
+    dk = tl.zeros((K_TILE, D_BLOCK), dtype=tl.float32)  # this program owns dK, dV of its key tile
     dv = tl.zeros((K_TILE, D_BLOCK), dtype=tl.float32)
     q_start_first = 0
     if IS_CAUSAL:  # query tiles that end before this key tile's first key never see it
-        q_start_first = ((k_tile * K_TILE) // Q_TILE) * Q_TILE
+        q_start_first = ((k_tile * K_TILE) // Q_TILE) * Q_TILE  # first key rounded down to a Q_TILE
     for q_start in range(q_start_first, n_queries, Q_TILE):
         rows = q_start + tl.arange(0, Q_TILE)
         row_ok = rows < n_queries
@@ -156,17 +156,18 @@ def _flash_backward_dkdv_kernel(
         q_mask = row_ok[:, None] & col_ok[None, :]
         q = tl.load(q_ptr + q_offsets, mask=q_mask, other=0.0).to(DOT_DTYPE)  # (Q_TILE, D_BLOCK)
         do = tl.load(do_ptr + q_offsets, mask=q_mask, other=0.0).to(DOT_DTYPE)
-        lse = tl.load(lse_ptr + batch * n_queries + rows, mask=row_ok, other=0.0)
-        delta = tl.load(delta_ptr + batch * n_queries + rows, mask=row_ok, other=0.0)
+        lse = tl.load(lse_ptr + batch * n_queries + rows, mask=row_ok, other=0.0)  # L, (Q_TILE,)
+        delta = tl.load(delta_ptr + batch * n_queries + rows, mask=row_ok, other=0.0)  # D = rowsum(O dO)
         s_t = tl.dot(k, tl.trans(q), input_precision=DOT_PRECISION) * scale  # S^T: (K_TILE, Q_TILE) fp32
-        visible = key_ok[:, None] & row_ok[None, :]
+        visible = key_ok[:, None] & row_ok[None, :]  # padded rows too: their L, D are fake zeros
         if IS_CAUSAL:
             visible = visible & (keys[:, None] <= rows[None, :])
         p_t = tl.where(visible, tl.exp(s_t - lse[None, :]), 0.0)  # recomputed probabilities, P^T
-        dv += tl.dot(p_t.to(DOT_DTYPE), do, input_precision=DOT_PRECISION)
+        dv += tl.dot(p_t.to(DOT_DTYPE), do, input_precision=DOT_PRECISION)  # dV += P^T dO
         dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)  # dP^T = V dO^T
-        ds_t = p_t * (dp_t - delta[None, :])
-        dk += tl.dot(ds_t.to(DOT_DTYPE), q, input_precision=DOT_PRECISION)
+        ds_t = p_t * (dp_t - delta[None, :])  # dS^T = P^T * (dP^T - D)
+        dk += tl.dot(ds_t.to(DOT_DTYPE), q, input_precision=DOT_PRECISION)  # dK += dS^T Q, unscaled
+    # 1/sqrt(d) factored out of the loop: applied once to the sum instead of to every tile.
     tl.store(dk_ptr + kv_offsets, (dk * scale).to(dk_ptr.dtype.element_ty), mask=kv_mask)
     tl.store(dv_ptr + kv_offsets, dv.to(dv_ptr.dtype.element_ty), mask=kv_mask)
 
@@ -205,9 +206,9 @@ def _flash_backward_dq_kernel(
     do = tl.load(do_ptr + q_offsets, mask=q_mask, other=0.0).to(DOT_DTYPE)
     lse = tl.load(lse_ptr + batch * n_queries + rows, mask=row_ok, other=0.0)
     delta = tl.load(delta_ptr + batch * n_queries + rows, mask=row_ok, other=0.0)
-    dq = tl.zeros((Q_TILE, D_BLOCK), dtype=tl.float32)
+    dq = tl.zeros((Q_TILE, D_BLOCK), dtype=tl.float32)  # this program owns dQ of its query tile
     k_stop = n_keys
-    if IS_CAUSAL:
+    if IS_CAUSAL:  # as in the forward: key tiles past the diagonal are fully masked
         k_stop = tl.minimum(n_keys, (q_tile + 1) * Q_TILE)
     for k_start in range(0, k_stop, K_TILE):
         keys = k_start + tl.arange(0, K_TILE)
@@ -220,10 +221,10 @@ def _flash_backward_dq_kernel(
         visible = row_ok[:, None] & key_ok[None, :]
         if IS_CAUSAL:
             visible = visible & (keys[None, :] <= rows[:, None])
-        p = tl.where(visible, tl.exp(s - lse[:, None]), 0.0)
-        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)
-        ds = p * (dp - delta[:, None])
-        dq += tl.dot(ds.to(DOT_DTYPE), k, input_precision=DOT_PRECISION)
+        p = tl.where(visible, tl.exp(s - lse[:, None]), 0.0)  # P = exp(S - L), recomputed
+        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)  # dP = dO V^T: (Q_TILE, K_TILE)
+        ds = p * (dp - delta[:, None])  # dS = P * (dP - D)
+        dq += tl.dot(ds.to(DOT_DTYPE), k, input_precision=DOT_PRECISION)  # dQ += dS K, unscaled
     tl.store(dq_ptr + q_offsets, (dq * scale).to(dq_ptr.dtype.element_ty), mask=q_mask)
 
 

@@ -107,9 +107,10 @@ class FlatShard:
 
     def slice_of(self, full: Tensor, rank: int) -> Tensor:
         """Rank ``rank``'s slice of a full tensor of this weight's shape (zero padding at the end)."""
-        flat = full.detach().reshape(-1)
-        flat = F.pad(flat, (0, self.padded_numel - self.numel))
+        flat = full.detach().reshape(-1)  # (numel,): row-major, as all_gather will lay it out again
+        flat = F.pad(flat, (0, self.padded_numel - self.numel))  # (padded_numel,) = world equal slices
         size = self.shard.numel()
+        # E.g. numel 10, world 4: padded to 12, rank r holds [3r, 3r+3); rank 3 holds 9 and two zeros.
         return flat[rank * size : (rank + 1) * size]
 
 
@@ -156,22 +157,25 @@ class _Communicator:
         if ahead and id(unit) in self.used:  # a wrong guess: used already in this pass
             return
         send = unit.shard.detach().to(self.dtype_of(unit))  # cast first: fewer bytes on the wire
+        # (padded_numel,): rank r's slice lands at [r * size, (r + 1) * size)
         out = send.new_empty(unit.padded_numel)
         work = all_gather_into(out, send, self.group, async_op=True)
+        # Keep `send` referenced too: the async collective reads it until work.wait().
         self.inflight[id(unit)] = (work, out, send)
         self.gathers += 1
 
     def fetch(self, unit: FlatShard) -> Tensor:
         """The full weight (compute dtype); the caller drops it after use, which frees it."""
-        if self.world_size == 1:
+        if self.world_size == 1:  # the shard is the whole (padded) weight: nothing to gather
             return unit.shard.detach().to(self.dtype_of(unit))[: unit.numel].view(unit.shape)
         self.launch(unit)  # no-op when it was prefetched
-        self.used.add(id(unit))
-        work, out, _ = self.inflight.pop(id(unit))
+        self.used.add(id(unit))  # a later prefetch of it in this pass would be a wrong guess
+        work, out, _ = self.inflight.pop(id(unit))  # popped: only the caller holds the full weight now
         work.wait()
-        return out[: unit.numel].view(unit.shape)
+        return out[: unit.numel].view(unit.shape)  # drop the padding, then (padded,) -> the weight's shape
 
     def prefetch_forward(self, position: int) -> None:
+        # The weight the next forward position used last step: gather it while this layer computes.
         if self.prefetch and position + 1 < len(self.order):
             self.launch(self.order[position + 1], ahead=True)
 
@@ -196,14 +200,15 @@ class _Communicator:
     # -- reduce-scatter -----------------------------------------------------------------------
     def reduce_scatter(self, unit: FlatShard, grad: Tensor) -> None:
         """Launch the reduction of one full weight gradient; its slice lands in ``pending``."""
-        flat = grad.to(self.reduce_dtype).reshape(-1)
+        # Same layout as the shards: flatten, zero-pad, so slice r of the sum is rank r's shard gradient.
+        flat = grad.to(self.reduce_dtype).reshape(-1)  # (numel,)
         if unit.padded_numel > unit.numel:
-            flat = F.pad(flat, (0, unit.padded_numel - unit.numel))
-        if self.world_size == 1:
+            flat = F.pad(flat, (0, unit.padded_numel - unit.numel))  # (padded_numel,)
+        if self.world_size == 1:  # the "sum over ranks" is the gradient itself
             self.pending.append((unit, None, flat, flat))
             return
-        out = flat.new_empty(unit.shard.numel())
-        work = reduce_scatter_into(out, flat, self.group, async_op=True)
+        out = flat.new_empty(unit.shard.numel())  # (padded_numel / world,)
+        work = reduce_scatter_into(out, flat, self.group, async_op=True)  # out = sum_ranks(flat)[slice r]
         self.pending.append((unit, work, out, flat))
         # A reduce-scatter in flight keeps its full-size gradient alive: finish the oldest ones so
         # that only a couple of full gradients exist at a time (overlap without the memory cost).
@@ -217,7 +222,9 @@ class _Communicator:
         """Wait for one reduce-scatter; add its slice of the mean gradient to the shard's ``.grad``."""
         if work is not None:
             work.wait()
+        # Sum over ranks / world = the mean gradient over the global batch, as DDP's all-reduce gives.
         grad = out.div_(self.world_size).to(unit.shard.dtype)
+        # Accumulate, not assign: micro-batches and shared (tied) weights add up as in autograd.
         if unit.shard.grad is None:
             unit.shard.grad = grad
         else:
@@ -243,10 +250,10 @@ class _ShardedLinearFunction(torch.autograd.Function):
         position = comm.enter_forward(unit, gathers_in_backward=ctx.needs_input_grad[0])
         weight = comm.fetch(unit)  # (d_out, d_in)
         comm.prefetch_forward(position)
-        x_c = x.to(weight.dtype)
+        x_c = x.to(weight.dtype)  # (..., d_in) in the compute dtype
         ctx.save_for_backward(x_c)  # the input, not the weight: W is freed when forward returns
         ctx.unit, ctx.comm, ctx.position, ctx.x_dtype = unit, comm, position, x.dtype
-        return x_c @ weight.T
+        return x_c @ weight.T  # (..., d_in) @ (d_in, d_out) -> (..., d_out)
 
     @staticmethod
     def backward(ctx, grad_y: Tensor):
@@ -258,11 +265,12 @@ class _ShardedLinearFunction(torch.autograd.Function):
             comm.enter_backward(ctx.position)
             weight = comm.fetch(unit)
             comm.prefetch_backward(ctx.position)
-            grad_x = (grad_y @ weight).to(ctx.x_dtype)
+            grad_x = (grad_y @ weight).to(ctx.x_dtype)  # dX = dY W: (..., d_out) @ (d_out, d_in)
             del weight  # free the gathered weight before the next layer's backward
         if ctx.needs_input_grad[1]:
             d_out, d_in = unit.shape
-            grad_w = grad_y.reshape(-1, d_out).T @ x_c.reshape(-1, d_in)  # (d_out, d_in)
+            # dW = dY^T X summed over every position: (d_out, tokens) @ (tokens, d_in) -> (d_out, d_in)
+            grad_w = grad_y.reshape(-1, d_out).T @ x_c.reshape(-1, d_in)
             comm.reduce_scatter(unit, grad_w)
         return grad_x, None, None, None  # the shard's gradient arrives through the reduce-scatter
 
@@ -277,7 +285,7 @@ class _ShardedEmbeddingFunction(torch.autograd.Function):
         comm.prefetch_forward(position)
         ctx.save_for_backward(token_ids)
         ctx.unit, ctx.comm, ctx.position = unit, comm, position
-        return weight[token_ids]
+        return weight[token_ids]  # (..., embedding_dim)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -411,10 +419,11 @@ class FSDP(nn.Module):
         grads = [p.grad for p in self.replicated if p.grad is not None]
         if self.world_size == 1 or not grads:
             return
-        flat = torch.cat([g.reshape(-1) for g in grads])
+        # One all-reduce of all small gradients concatenated: one message instead of one per tensor.
+        flat = torch.cat([g.reshape(-1) for g in grads])  # (sum of numels,)
         dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)
-        flat.div_(self.world_size)
-        offset = 0
+        flat.div_(self.world_size)  # mean over ranks, as for the shards
+        offset = 0  # copy each gradient's span back
         for grad in grads:
             grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
             offset += grad.numel()
@@ -506,13 +515,16 @@ class FSDP(nn.Module):
         gradient: each shard's squared norm is summed over the ranks, replicated gradients counted
         once. Returns the norm before clipping; no host sync (the scale is clamped, not branched on)."""
         device = self.units[0].shard.device if self.units else None
+        # ||g||^2 = sum over ranks of each rank's shard part (the slices are disjoint; padding adds 0)
         squares = [u.shard.grad.float().pow(2).sum() for u in self.units if u.shard.grad is not None]
         shard_sq = torch.stack(squares).sum() if squares else torch.zeros((), device=device)
         if self.world_size > 1:
             dist.all_reduce(shard_sq, group=self.group)
+        # + the replicated gradients, identical on every rank after the all-reduce: counted once.
         squares = [p.grad.float().pow(2).sum() for p in self.replicated if p.grad is not None]
         total = (shard_sq + (torch.stack(squares).sum() if squares else 0.0)).sqrt()
         if max_l2_norm > 0:
+            # min(1, M / (||g|| + eps)): a no-op under the threshold, computed on the device.
             scale = (max_l2_norm / (total + eps)).clamp(max=1.0)
             for p in self.parameters():
                 if p.grad is not None:
