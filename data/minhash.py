@@ -96,11 +96,12 @@ def minhash_signatures(
     repeated hashes are harmless, the minimum ignores them). Documents without shingles get the
     all-``EMPTY_SIGNATURE_VALUE`` signature. ``minhash_signature_reference`` is the plain loop."""
     num_hashes = len(a)
-    sizes = np.diff(shingle_sets.offsets)
+    # Document i's shingles are hashes[offsets[i] : offsets[i + 1]]: one flat array for the batch.
+    sizes = np.diff(shingle_sets.offsets)  # (docs,) shingles per document
     nonempty = np.flatnonzero(sizes)  # empty documents own no columns and keep EMPTY_SIGNATURE_VALUE
     signatures = np.full((len(shingle_sets), num_hashes), EMPTY_SIGNATURE_VALUE, dtype=np.uint32)
     x = (shingle_sets.hashes >> np.uint64(32)).astype(np.uint32)  # (shingles,) keys of the permutations
-    starts, ends = shingle_sets.offsets[nonempty], shingle_sets.offsets[nonempty + 1]
+    starts, ends = shingle_sets.offsets[nonempty], shingle_sets.offsets[nonempty + 1]  # (nonempty,) each
     buffer = np.empty((num_hashes, chunk_size), dtype=np.uint32)
     # The (hashes, shingles) matrix of a whole batch would not fit in memory, so walk its columns a
     # fixed-size chunk at a time: memory stays num_hashes * chunk_size * 4 bytes (4 MiB) whatever
@@ -109,16 +110,17 @@ def minhash_signatures(
         hi = min(lo + chunk_size, x.size)
         # The non-empty documents tile the columns, so those overlapping [lo, hi) are a contiguous
         # run; each starts at its first column or at lo (a document cut by the previous chunk).
-        first = int(np.searchsorted(ends, lo, side="right"))
-        last = int(np.searchsorted(starts, hi, side="left"))
-        segments = np.maximum(starts[first:last], lo) - lo
+        first = int(np.searchsorted(ends, lo, side="right"))  # first document ending after lo
+        last = int(np.searchsorted(starts, hi, side="left"))  # one past the last starting before hi
+        # E.g. documents [0, 5), [5, 12) and chunk [4, 8): first = 0, last = 2, segments = [0, 1].
+        segments = np.maximum(starts[first:last], lo) - lo  # (documents in chunk,) chunk-relative
         values = buffer[:, : hi - lo]  # (hashes, chunk)
         np.multiply(a[:, None], x[None, lo:hi], out=values)  # uint32 wraps around: this is mod 2^32
-        np.add(values, b[:, None], out=values)
+        np.add(values, b[:, None], out=values)  # values[i, c] = h_i(x_c) = (a_i x_c + b_i) mod 2^32
         # One minimum per document segment along the contiguous axis: (hashes, documents in chunk).
         chunk_minima = np.minimum.reduceat(values, segments, axis=1)
         # A document cut by a chunk boundary keeps the smaller of its two partial minima.
-        rows = nonempty[first:last]
+        rows = nonempty[first:last]  # their row in the signature matrix
         signatures[rows] = np.minimum(signatures[rows], chunk_minima.T)
     return signatures
 
@@ -142,6 +144,8 @@ def lsh_candidate_pairs(
     num_docs, num_hashes = signatures.shape
     if num_bands < 1 or num_hashes % num_bands:
         raise ValueError(f"num_hashes ({num_hashes}) must be a positive multiple of num_bands ({num_bands})")
+    # b bands of r rows: two documents with Jaccard s share a band with probability 1 - (1 - s^r)^b,
+    # an S-curve whose threshold (1/b)^(1/r) sits where the caller chose b and r.
     rows = num_hashes // num_bands
     real = np.arange(num_docs)
     pairs: set[tuple[int, int]] = set()
@@ -151,10 +155,11 @@ def lsh_candidate_pairs(
         _, bucket = np.unique(
             block.view(np.dtype((np.void, block.itemsize * rows))).ravel(), return_inverse=True
         )
+        # Sort by bucket and cut where the bucket id changes: each piece is one bucket's documents.
         order = np.argsort(bucket, kind="stable")
         boundaries = np.flatnonzero(np.diff(bucket[order])) + 1
         for members in np.split(real[order], boundaries):
-            if len(members) > 1:
+            if len(members) > 1:  # every pair in a bucket is a candidate (to be verified by Jaccard)
                 members = sorted(members.tolist())
                 pairs.update(
                     (members[i], members[j]) for i in range(len(members)) for j in range(i + 1, len(members))
@@ -171,7 +176,7 @@ class UnionFind:
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
+            self.parent[i] = self.parent[self.parent[i]]  # path halving: point to the grandparent
             i = self.parent[i]
         return i
 
@@ -180,7 +185,7 @@ class UnionFind:
         ri, rj = self.find(i), self.find(j)
         if ri == rj:
             return False
-        if self.size[ri] < self.size[rj]:
+        if self.size[ri] < self.size[rj]:  # hang the smaller tree under the larger: depth O(log n)
             ri, rj = rj, ri
         self.parent[rj] = ri
         self.size[ri] += self.size[rj]
@@ -233,6 +238,7 @@ def find_duplicate_clusters(
     nonempty = np.flatnonzero(np.diff(hashed.offsets)).tolist()  # an empty document duplicates nothing
     signatures = minhash_signatures(hashed, a, b)[nonempty]
     candidates = [(nonempty[i], nonempty[j]) for i, j in lsh_candidate_pairs(signatures, num_bands)]
+    # Near-duplication is not transitive, but clusters are: a ~ b and b ~ c put a, b, c together.
     union_find = UnionFind(len(texts))
     verified = 0
     for i, j in candidates:
@@ -268,7 +274,7 @@ def minhash_deduplication(
         texts, num_hashes, num_bands, ngrams, jaccard_threshold, seed
     )
     removed: set[int] = set()
-    for members in clusters:
+    for members in clusters:  # one survivor per cluster, every other member removed
         survivor = min(members, key=lambda i: survivor_priority(paths[i].name, seed))
         removed.update(i for i in members if i != survivor)
     for i, (path, output) in enumerate(zip(paths, outputs, strict=True)):
