@@ -72,8 +72,10 @@ def compute_group_normalized_rewards(
     scores = [reward_fn(r, g) for r, g in zip(rollout_responses, repeated_ground_truths)]
     raw_rewards = torch.tensor([float(s["reward"]) for s in scores], dtype=torch.float32)
     grouped = raw_rewards.view(-1, group_size)  # (questions, group)
-    advantages = grouped - grouped.mean(dim=1, keepdim=True)
+    # The group mean is the baseline: a response is good only relative to its siblings.
+    advantages = grouped - grouped.mean(dim=1, keepdim=True)  # (questions, group)
     if normalize_by_std:
+        # eps: a group of equal rewards has std 0 and advantages 0 (no signal), not 0/0.
         advantages = advantages / (grouped.std(dim=1, keepdim=True) + advantage_eps)  # unbiased std
     metadata = {
         "reward_mean": float(raw_rewards.mean()),
@@ -84,7 +86,7 @@ def compute_group_normalized_rewards(
     for key in ("format_reward", "answer_reward"):
         if scores and key in scores[0]:
             metadata[key] = sum(float(s[key]) for s in scores) / len(scores)
-    return advantages.reshape(-1), raw_rewards, metadata
+    return advantages.reshape(-1), raw_rewards, metadata  # (questions, group) -> (rollouts,)
 
 
 def compute_naive_policy_gradient_loss(
@@ -101,9 +103,10 @@ def compute_grpo_clip_loss(
     cliprange: float,
 ) -> tuple[Float[Tensor, "batch seq"], dict[str, Tensor]]:
     """Per-token clipped surrogate -min(rho A, clip(rho, 1-eps, 1+eps) A); metadata marks clipped tokens."""
-    ratio = torch.exp(policy_log_probs - old_log_probs)
-    unclipped = ratio * advantages
+    ratio = torch.exp(policy_log_probs - old_log_probs)  # rho = pi / pi_old per token, from log-probs
+    unclipped = ratio * advantages  # (batch, seq): the (batch, 1) advantage broadcasts over tokens
     clipped = torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange) * advantages
+    # The minimum is the pessimistic bound: moving rho beyond 1 +- eps earns no extra objective.
     loss = -torch.minimum(unclipped, clipped)
     # a token is "clipped" when the clipped term is the smaller one, i.e. its gradient is cut off
     was_clipped = clipped < unclipped
@@ -160,6 +163,8 @@ def grpo_microbatch_train_step(
     per_token, metadata = compute_policy_gradient_loss(
         policy_log_probs, loss_type, raw_rewards, advantages, old_log_probs, cliprange
     )
+    # Mean over each sequence's response tokens (prompt and padding masked out), then over sequences;
+    # divided by the accumulation steps so the summed microbatch gradients equal one batch mean.
     loss = masked_mean(per_token, response_mask, dim=-1).mean() / gradient_accumulation_steps
     loss.backward()
     if "clipped" in metadata:  # report the clip fraction over response tokens only
@@ -309,6 +314,8 @@ def grpo_policy_update(
     over every microbatch (so one step sees the whole batch, whatever the microbatch size)."""
     accumulation = len(rollouts.microbatches)  # each microbatch's loss is divided by this: one batch mean
     sums = {"loss": 0.0, "entropy": 0.0, "clipped": 0.0, "tokens": 0, "grad_norm": 0.0}
+    # Epoch 1 is on-policy (rho = 1); later epochs reuse the same rollouts, which is what the
+    # clipped ratio exists for.
     for _ in range(config.epochs_per_rollout_batch):
         loop.optimizer.zero_grad(set_to_none=True)
         epoch_loss = 0.0
@@ -382,7 +389,9 @@ def train_grpo(
         rngs={"questions": rng, "sampling": generator},
     )
     for _ in loop.steps(config.steps):
+        # Questions drawn with replacement from a seeded RNG (restored on resume with the loop's state).
         chosen = [questions[rng.randrange(len(questions))] for _ in range(config.prompts_per_step)]
+        # Rollouts are sampled without gradients by the current policy; the update then trains on them.
         rollouts = collect_rollouts(policy, tokenizer, chosen, reward_fn, config, generator)
         metrics = grpo_policy_update(policy, rollouts, config, loop)
         metrics["reward"] = rollouts.reward_stats["reward_mean"]
