@@ -8,10 +8,11 @@ extra code::
     config = config_from_arguments(TrainConfig, parser.parse_args())
 
 Field ``max_steps: int = 100`` becomes ``--max-steps 100``; a bool field becomes
-``--name/--no-name``; ``tuple[...]`` and ``list[...]`` fields take several values; the help text is
-the field's ``help`` metadata, else the field's trailing ``# comment`` in the class source (the
-style every config here follows), else its name. Nested dataclass fields are
-skipped: the script adds their flags from the nested class (with a ``prefix``).
+``--name/--no-name``; ``tuple[...]`` and ``list[...]`` fields take several values; a field without
+a default is a required flag; the help text is the field's ``help`` metadata, else the field's
+trailing ``# comment`` in the class source (the style every config here follows), else its name.
+Nested dataclass fields are skipped: the script adds their flags from the nested class (with a
+``prefix``).
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ def add_config_arguments(
             "default": argparse.SUPPRESS,
             "help": help_text,
         }
+        if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            kwargs["required"] = True  # a field without a default is a flag the user must give
+            kwargs["help"] = help_text.replace(" (default: None)", " (required)")
         origin = typing.get_origin(tp)
         choices = None
         if origin is typing.Literal:
