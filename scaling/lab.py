@@ -55,6 +55,17 @@ class LabConfig:
     max_num_layers: int = 24
     max_batch_size: int = 512
 
+    def __post_init__(self) -> None:
+        counts = ("vocab_size", "context_length", "num_threads", "eval_batches", "min_steps")
+        for name in (*counts, "max_d_model", "max_num_layers", "max_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"LabConfig.{name} must be a positive integer; got {value!r}")
+        for name in ("total_budget", "max_train_flops"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"LabConfig.{name} must be a finite number > 0; got {value!r}")
+
 
 # ----------------------------------------------------------------------------------------------
 # Validation and planning

@@ -48,6 +48,19 @@ class SweepConfig:
     batch_size: int = 16  # sequences per step for every run
     learning_rate: float = 1e-2  # peak learning rate for every run (tiny models like it high)
 
+    def __post_init__(self) -> None:
+        for name in ("sizes_per_budget", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"SweepConfig.{name} must be a positive integer; got {value!r}")
+        for name, values in (
+            ("budgets", self.budgets),
+            ("tokens_per_parameter", [self.tokens_per_parameter]),
+            ("learning_rate", [self.learning_rate]),
+        ):
+            if not values or any(not math.isfinite(v) or v <= 0 for v in values):
+                raise ValueError(f"SweepConfig.{name} must be finite numbers > 0; got {values!r}")
+
 
 def select_shapes(
     budget: float,
