@@ -22,11 +22,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sqlite3
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    config_from_arguments,
+    input_file,
+    output_dir,
+    output_file,
+    positive_int,
+    run_main,
+)
 from scaling.flops import format_flops_table
 from scaling.lab import LabConfig, TrainingRunner, model_config_for, plan_run, query
 from scaling.ledger import BudgetExceeded, LabRequest, LabResult, Ledger
@@ -88,34 +98,46 @@ def fit_and_plot(results: list[LabResult], out_dir: Path, bootstrap: int) -> Non
         print(f"  {path}")
 
 
+def open_ledger(path: str | Path, total_budget: float | None = None) -> Ledger:
+    """The ledger at ``path``; a file that is not one is an error naming it."""
+    try:
+        return Ledger(path, total_budget)
+    except sqlite3.DatabaseError as error:
+        raise ValueError(f"--db-path {path}: {error}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     sweep = commands.add_parser("sweep", help="IsoFLOPs sweep, then both fits and the plots")
-    add_config_arguments(sweep, LabConfig)
+    lab_types = {"db_path": output_file, "out_dir": output_dir}
+    add_config_arguments(sweep, LabConfig, types=lab_types)
     add_config_arguments(sweep, SweepConfig)
     sweep.add_argument(
-        "--bootstrap", type=int, default=200, help="IsoFLOPs bootstrap resamples (default: 200)"
+        "--bootstrap", type=positive_int, default=200, help="IsoFLOPs bootstrap resamples (default: 200)"
     )
     sweep.add_argument(
         "--dry-run", action="store_true", help="list the requests and their cost, train nothing"
     )
     one = commands.add_parser("query", help="submit one request")
-    add_config_arguments(one, LabConfig)
+    add_config_arguments(one, LabConfig, types=lab_types)
     add_config_arguments(one, LabRequest)
     flops = commands.add_parser(
         "flops", help="FLOPs table of one request at the lab's vocabulary and context"
     )
-    add_config_arguments(flops, LabConfig)
+    add_config_arguments(flops, LabConfig, types=lab_types)
     add_config_arguments(flops, LabRequest)
     status = commands.add_parser("status", help="budget and finished runs")
     status.add_argument(
-        "--db-path", default=LabConfig.db_path, help=f"the ledger (default: {LabConfig.db_path})"
+        "--db-path",
+        type=input_file,
+        default=LabConfig.db_path,
+        help=f"the ledger (default: {LabConfig.db_path})",
     )
     args = parser.parse_args(argv)
 
     if args.command == "status":
-        ledger = Ledger(args.db_path)
+        ledger = open_ledger(args.db_path)
         print(
             f"ledger {ledger.path}: spent {ledger.spent():.4g} of {ledger.total_budget:.4g} FLOPs, "
             f"remaining {ledger.remaining():.4g}"
@@ -132,16 +154,19 @@ def main(argv: list[str] | None = None) -> int:
         print(format_flops_table(model_config_for(request, lab), plan.tokens))
         print(f"this request: {plan.steps} steps, D = {plan.tokens:,} tokens")
         return 0
+    if args.command == "query":  # the request is checked before the ledger is opened (or created)
+        request = config_from_arguments(LabRequest, args)
+        plan_run(request, lab)
+    else:
+        sweep_config = config_from_arguments(SweepConfig, args)
     try:
-        ledger = Ledger(lab.db_path, lab.total_budget)
+        ledger = open_ledger(lab.db_path, lab.total_budget)
         if args.command == "query":
-            request = config_from_arguments(LabRequest, args)
             result = query(request, ledger, lab)
             print(HEADER)
             print(row(result))
             print(json.dumps({"train_loss": result.train_loss, "val_loss": result.val_loss}))
             return 0
-        sweep_config = config_from_arguments(SweepConfig, args)
         requests = sweep_requests(sweep_config, lab)
         cost = sum(r.train_flops for r in requests)
         print(
