@@ -253,6 +253,32 @@ def device_name(text: str) -> str:
     return text
 
 
+def check_positive(config: Any, zero_ok: tuple[str, ...] = ()) -> None:
+    """Raise ``ValueError`` naming the first number field of ``config`` (a dataclass; each element of
+    a tuple field) that is not a finite number > 0 (>= 0 for the fields in ``zero_ok``). ``None``,
+    bools, strings and nested configs are skipped. For configs whose numbers are all sizes and counts
+    (the benchmarks): call it from ``__post_init__``."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, bool) or not isinstance(item, int | float):
+                continue
+            low_ok = item >= 0 if field.name in zero_ok else item > 0
+            if not (math.isfinite(item) and low_ok):
+                bound = ">= 0" if field.name in zero_ok else "> 0"
+                raise ValueError(
+                    f"{type(config).__name__}.{field.name} must be finite and {bound}; got {value!r}"
+                )
+
+
+def check_names(name: str, given: Any, known: Any) -> None:
+    """Raise ``ValueError`` when ``given`` (one name or a tuple of names; ``None`` passes) holds a
+    name outside ``known``."""
+    unknown = sorted(set((given,) if isinstance(given, str) else given or ()) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {name} {unknown}; choose from {', '.join(sorted(known))}")
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose usage errors look like every other error of our scripts:
     one line, ``error: ...``, exit code 2 (instead of the usage block followed by the message)."""
