@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 import systems  # noqa: F401  (registers the unit-2 kernels with the unit-1 model)
+from basics.cli import check_positive
 from basics.model import ModelConfig, TransformerLM
 from basics.train import TrainConfig, train
 from systems.benchmarking import peak_bandwidth_gbps, peak_tflops, time_ms
@@ -73,6 +74,7 @@ class GpuCheckConfig:
     timeout_s: float = 300.0  # the NCCL child process is killed after this
 
     def __post_init__(self) -> None:
+        check_positive(self)  # every size, count and the timeout: finite and > 0
         counts = dict(norm_rows=self.norm_rows, accuracy_seq=self.accuracy_seq, train_batch=self.train_batch)
         counts |= dict(train_steps=self.train_steps, compare_steps=self.compare_steps)
         for name, value in counts.items():
