@@ -28,7 +28,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    check_names,
+    check_positive,
+    config_from_arguments,
+    run_main,
+)
 from basics.device import resolve_device
 from systems.benchmarking import device_description, peak_tflops, time_ms, time_ms_after_setup
 
@@ -45,6 +52,10 @@ class BenchAttentionConfig:
     warmup: int = 2  # untimed calls
     iters: int = 5  # timed calls (CPU: the fastest is reported; GPU: do_bench's median over ~100 ms)
     max_seq_pytorch: int = 2048  # skip the Python-loop tiled version above this length
+
+    def __post_init__(self) -> None:
+        check_positive(self, zero_ok=("warmup",))
+        check_names("--dtypes", self.dtypes, ("float32", "bfloat16"))
 
 
 def forward_flops(batch_heads: int, seq: int, d: int, causal: bool) -> float:

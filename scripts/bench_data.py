@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basics.cli import ArgumentParser, run_main
+from basics.cli import ArgumentParser, non_negative_int, positive_int, run_main
 
 
 def corpus_documents(num_docs: int, min_words: int = 30) -> list[str]:
@@ -181,18 +181,29 @@ def bench_pipeline(num_pages: int, num_shards: int, num_workers: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--docs", type=int, default=1000, help="documents for the MinHash benchmark (default: 1000)"
-    )
-    parser.add_argument("--num-hashes", type=int, default=128, help="MinHash permutations (default: 128)")
-    parser.add_argument("--ngrams", type=int, default=5, help="word n-gram shingle size (default: 5)")
-    parser.add_argument("--repeats", type=int, default=5, help="timing repeats, best kept (default: 5)")
-    parser.add_argument(
-        "--pages", type=int, default=600, help="pages for the pipeline benchmark; 0 skips it (default: 600)"
+        "--docs", type=positive_int, default=1000, help="documents for the MinHash benchmark (default: 1000)"
     )
     parser.add_argument(
-        "--shards", type=int, default=4, help="WARC shards for the pipeline benchmark (default: 4)"
+        "--num-hashes", type=positive_int, default=128, help="MinHash permutations (default: 128)"
     )
-    parser.add_argument("--workers", type=int, default=2, help="pipeline worker processes (default: 2)")
+    parser.add_argument(
+        "--ngrams", type=positive_int, default=5, help="word n-gram shingle size (default: 5)"
+    )
+    parser.add_argument(
+        "--repeats", type=positive_int, default=5, help="timing repeats, best kept (default: 5)"
+    )
+    parser.add_argument(
+        "--pages",
+        type=non_negative_int,
+        default=600,
+        help="pages for the pipeline benchmark; 0 skips it (default: 600)",
+    )
+    parser.add_argument(
+        "--shards", type=positive_int, default=4, help="WARC shards for the pipeline benchmark (default: 4)"
+    )
+    parser.add_argument(
+        "--workers", type=positive_int, default=2, help="pipeline worker processes (default: 2)"
+    )
     args = parser.parse_args(argv)
     import datasketch
 

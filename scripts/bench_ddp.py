@@ -34,7 +34,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    check_names,
+    check_positive,
+    config_from_arguments,
+    run_main,
+)
 from basics.model import ModelConfig, TransformerLM
 from systems.ddp import wrap_model
 from systems.sharded_optimizer import ShardedOptimizer, optimizer_state_bytes
@@ -60,6 +67,10 @@ class BenchDDPConfig:
     bucket_sizes_mb: tuple[float, ...] = (1.0, 10.0, 100.0)  # DDPBucketed bucket sizes (MiB)
     warmup_steps: int = 2  # untimed steps per variant
     steps: int = 5  # timed steps per variant
+
+    def __post_init__(self) -> None:
+        check_positive(self, zero_ok=("warmup_steps",))
+        check_names("--sections", self.sections, ("allreduce", "ddp", "sharded"))
 
 
 def _model_config(config: BenchDDPConfig) -> ModelConfig:

@@ -35,7 +35,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    check_names,
+    check_positive,
+    config_from_arguments,
+    output_dir,
+    run_main,
+)
 from basics.device import resolve_device
 from basics.model import ModelConfig, TransformerLM
 from systems.benchmarking import device_description, step_times_ms, synchronize
@@ -67,6 +75,12 @@ class BenchModelConfig:
     steps: int = 3  # timed steps
     trace_dir: str | None = None  # export a torch profiler trace of one forward+backward per configuration
     memory_snapshot: str | None = None  # CUDA: dump a memory-history snapshot per configuration
+
+    def __post_init__(self) -> None:
+        check_positive(self, zero_ok=("warmup",))
+        check_names("--sizes", self.sizes, MODEL_SIZES)
+        check_names("--precisions", self.precisions, ("fp32", "bf16"))
+        check_names("--impls", self.impls, IMPLS)
 
 
 def autocast(device: torch.device, precision: str):
@@ -183,7 +197,7 @@ def run(config: BenchModelConfig) -> tuple[dict, list[dict]]:
 
 def main() -> None:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, BenchModelConfig)
+    add_config_arguments(parser, BenchModelConfig, types={"trace_dir": output_dir})
     config = config_from_arguments(BenchModelConfig, parser.parse_args())
     settings, rows = run(config)
     print(

@@ -38,7 +38,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, check_positive, config_from_arguments, run_main
 from basics.model import Embedding, Linear, ModelConfig, TransformerLM
 from systems.ddp import DDPBucketed
 from systems.distributed import run_on_local_ranks
@@ -70,6 +70,7 @@ class BenchParallelConfig:
     steps: int = 5  # timed steps per variant
 
     def __post_init__(self) -> None:
+        check_positive(self, zero_ok=("warmup_steps",))
         unknown = set(self.strategies) - set(STRATEGIES)
         if unknown:
             raise ValueError(f"unknown --strategies {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")

@@ -30,7 +30,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    check_names,
+    check_positive,
+    config_from_arguments,
+    run_main,
+)
 from basics.device import resolve_device
 from systems.benchmarking import device_description, peak_bandwidth_gbps, time_ms
 
@@ -45,6 +52,10 @@ class BenchRMSNormConfig:
     iters: int = 10  # CPU: timed calls, the fastest is reported (GPU: do_bench's median over ~100 ms)
     compile: bool = True  # include torch.compile of the plain PyTorch RMSNorm
     peak_gbps: float | None = None  # peak memory bandwidth for the % column; None: look up by device name
+
+    def __post_init__(self) -> None:
+        check_positive(self, zero_ok=("warmup",))
+        check_names("--dtype", self.dtype, ("float32", "bfloat16"))
 
 
 def plain_rmsnorm(x: torch.Tensor, g: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -33,7 +33,14 @@ from contextlib import nullcontext
 
 import torch
 
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, positive_int, run_main
+from basics.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    config_from_arguments,
+    device_name,
+    positive_int,
+    run_main,
+)
 from basics.device import check_device
 from basics.export import hf_llama_config, hf_llama_state_dict
 from basics.model import ModelConfig, TransformerLM
@@ -179,7 +186,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="model sizes (default: cpu)")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="sequences per step (default: 8)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
+    parser.add_argument(
+        "--device", type=device_name, default="cpu", help="cpu | cuda | cuda:N (default: cpu)"
+    )
     parser.add_argument(
         "--precision",
         choices=["fp32", "bf16-autocast", "bf16"],

@@ -27,7 +27,7 @@ import os
 
 import torch
 
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, device_name, run_main
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,7 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only", nargs="+", choices=list(CHECKS), metavar="CHECK", help="run only these checks"
     )
-    parser.add_argument("--device", default="cuda", help="the CUDA device to check: cuda | cuda:N")
+    parser.add_argument(
+        "--device", type=device_name, default="cuda", help="the CUDA device to check: cuda | cuda:N"
+    )
     add_config_arguments(parser, GpuCheckConfig)
     return parser.parse_args(argv)
 
@@ -51,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         width = max(map(len, CHECKS))
         print("\n".join(f"{name:<{width}}  {description}" for name, (description, _) in CHECKS.items()))
         return 0
+    config = config_from_arguments(GpuCheckConfig, args)  # bad sizes are refused on any machine
+    if torch.device(args.device).type != "cuda":
+        raise ValueError(f"--device must be a CUDA device (cuda or cuda:N); got {args.device!r}")
     if not torch.cuda.is_available():
         print(
             f"no CUDA device (torch {torch.__version__}): nothing to check here. On a GPU machine install a "
@@ -59,11 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     device = torch.device(args.device)
-    if device.type != "cuda":
-        raise ValueError(f"--device must be a CUDA device (cuda or cuda:N); got {args.device!r}")
     if os.environ.get("TRITON_INTERPRET"):
         print("warning: TRITON_INTERPRET is set: the Triton kernels run in the interpreter, not natively")
-    config = config_from_arguments(GpuCheckConfig, args)
 
     def progress(name, rows, seconds):
         failed = sum(row.status == "FAIL" for row in rows)
