@@ -268,7 +268,9 @@ class PPOConfig:
                 f"of microbatch_size (got {self.rollouts_per_step}, {self.minibatch_size}, {self.microbatch_size})"
             )
         if self.whiten_advantages and self.rollouts_per_step < 2:
-            raise ValueError("PPOConfig: whitening advantages needs at least 2 rollouts per step")
+            raise ValueError(
+                f"PPOConfig.rollouts_per_step must be >= 2 to whiten advantages, got {self.rollouts_per_step}"
+            )
 
 
 @dataclass

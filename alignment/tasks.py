@@ -127,6 +127,64 @@ def write_problems_jsonl(problems: list[Problem], path: str | Path) -> None:
             f.write("\n")
 
 
+def addition_choice_records(problems: list[Problem], seed: int = 0) -> list[dict[str, Any]]:
+    """The problems as a 4-way multiple-choice task in the HellaSwag format: the context is the prompt and
+    the worked reasoning up to ``</think>``, the endings are answer lines, one right and three wrong (the
+    dropped final carry when there is one, then off by 1 or 10), in a seeded random order::
+
+        {"ctx": "User: 76+94\\nAssistant: <think> 6+4=10, 7+9+1=17 </think>",
+         "endings": ["<answer>169</answer>", "<answer>70</answer>", ...], "label": 3}
+
+    Scored by log-likelihood (``scripts/evaluate.py --multiple-choice``, or the lm-evaluation-harness with
+    ``write_addition_choice_task``'s YAML), it asks which answer line the model finds most likely."""
+    rng = random.Random(seed)
+    records = []
+    for p in problems:
+        answer = int(p.answer)
+        near = [answer + d for d in (1, -1, 10, -10) if answer + d >= 0]
+        dropped = [int(p.answer[1:])] if len(p.answer) > len(p.question.split("+")[0]) else []
+        wrong = (dropped + rng.sample(near, 3))[:3]
+        choices = [answer, *wrong]
+        rng.shuffle(choices)
+        head = p.solution.split(" <answer>")[0]
+        records.append(
+            {
+                "ctx": p.prompt + head,
+                "endings": [f"<answer>{c}</answer>" for c in choices],
+                "label": choices.index(answer),
+            }
+        )
+    return records
+
+
+def write_addition_choice_task(directory: str | Path, problems: list[Problem], seed: int = 0) -> Path:
+    """``addition_choice.jsonl`` (``addition_choice_records``) and an lm-evaluation-harness task
+    ``addition_choice.yaml`` reading it (``dataset_path: json``, a local data file) in ``directory``;
+    returns the JSONL's path. Run the harness on it offline with ``scripts/lm_eval_harness.py
+    --include_path DIRECTORY --tasks addition_choice``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    data = directory / "addition_choice.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in addition_choice_records(problems, seed)))
+    yaml = [
+        "task: addition_choice",
+        "dataset_path: json",
+        "dataset_kwargs:",
+        "  data_files:",
+        f"    test: {json.dumps(str(data.resolve()))}",
+        "test_split: test",
+        "output_type: multiple_choice",
+        'doc_to_text: "{{ctx}}"',
+        'doc_to_choice: "{{endings}}"',
+        'doc_to_target: "{{label}}"',
+        "metric_list:",
+        "  - metric: acc",
+        "  - metric: acc_norm",
+    ]
+    (directory / "addition_choice.yaml").write_text("\n".join(yaml) + "\n")
+    return data
+
+
 def byte_tokenizer() -> Any:
     """Our ``Tokenizer`` with the 256 byte tokens and no merges (a character-level tokenizer for ASCII)
     plus ``<|endoftext|>`` as id 256."""

@@ -45,7 +45,9 @@ def run_sft_microbatch_train_step(
     )
 
 
-def get_packed_sft_dataset(tokenizer, dataset_path, seq_length: int, shuffle: bool, template: str | None = None):
+def get_packed_sft_dataset(
+    tokenizer, dataset_path, seq_length: int, shuffle: bool, template: str | None = None
+):
     """dataset_path: a JSONL path (the course) or a list of {"prompt", "response"} dicts (ours)."""
     from alignment.sft import ALPACA_TEMPLATE, PackedSFTDataset
 
@@ -340,6 +342,14 @@ def run_expert_iteration(policy, tokenizer, questions, reward_fn, **config) -> l
     return expert_iteration(policy, tokenizer, questions, reward_fn, ExpertIterationConfig(**config)).history
 
 
+def run_write_addition_choice_task(directory, count: int, seed: int = 0):
+    """Write ``count`` addition problems as a multiple-choice JSONL (HellaSwag format) and an
+    lm-evaluation-harness task YAML into ``directory`` -> the JSONL's path."""
+    from alignment.tasks import make_addition_problems, write_addition_choice_task
+
+    return write_addition_choice_task(directory, make_addition_problems(count, 2, seed), seed)
+
+
 def run_load_task(
     task: str, eval_size: int, train_size: int, digits: int = 2
 ) -> tuple[list[dict], list[dict]]:
@@ -431,10 +441,16 @@ def run_stage(
 ) -> list[dict]:
     """Run one stage's loop with checkpoints in ``checkpoint_dir`` (``resume`` continues from the newest);
     ``data``: (prompt, response) pairs for sft, (prompt, chosen, rejected) triples for dpo (with
-    ``reference``), (prompt, ground_truth) pairs for grpo (with ``reward_fn``); ``config``: the stage
-    config's fields. -> the list of per-step metrics of this call."""
+    ``reference``) and reward_model (``model``: from ``get_reward_model``), (prompt, ground_truth) pairs
+    for grpo and ppo (with ``reward_fn``; ppo builds its value model from ``model`` and, without
+    ``reference``, a frozen copy of it); ``config``: the stage config's fields. -> the list of per-step
+    metrics of this call."""
+    import copy
+
     from alignment.dpo import DPOConfig, train_dpo
     from alignment.grpo import GRPOConfig, train_grpo
+    from alignment.ppo import PPOConfig, train_ppo, verifier_scorer
+    from alignment.reward_model import RewardModelConfig, scalar_model_from_policy, train_reward_model
     from alignment.sft import SFTConfig, train_sft
 
     hooks = {"checkpoint_dir": checkpoint_dir, "resume": resume}
@@ -444,6 +460,13 @@ def run_stage(
         return train_dpo(model, reference, tokenizer, data, DPOConfig(**config), **hooks).history
     if stage == "grpo":
         return train_grpo(model, tokenizer, data, reward_fn, GRPOConfig(**config), **hooks).history
+    if stage == "reward_model":
+        return train_reward_model(model, tokenizer, data, RewardModelConfig(**config), **hooks).history
+    if stage == "ppo":
+        reference = reference if reference is not None else copy.deepcopy(model).eval()
+        value_model, scorer = scalar_model_from_policy(model), verifier_scorer(reward_fn)
+        ppo_config = PPOConfig(**config)
+        return train_ppo(model, value_model, reference, tokenizer, data, scorer, ppo_config, **hooks).history
     raise ValueError(f"unknown stage {stage!r}")
 
 

@@ -223,6 +223,21 @@ def test_lm_eval_harness_scores_equal_ours(adapters, tmp_path, kind):
     assert scores["acc_norm,none"] == pytest.approx(ours["acc_norm"], abs=1e-9)
 
 
+def test_addition_choice_task_has_one_right_answer_per_item(adapters, tmp_path):
+    data = adapters.run_write_addition_choice_task(tmp_path, 60)
+    assert "dataset_path: json" in (tmp_path / "addition_choice.yaml").read_text()
+    items = adapters.run_load_multiple_choice(data, "hellaswag")
+    assert len(items) == 60 and {item["gold"] for item in items} == {0, 1, 2, 3}  # the right answer moves
+    for item in items:
+        a, b = item["context"].split("User: ")[1].split("\n")[0].split("+")
+        answers = [c.removeprefix("<answer>").removesuffix("</answer>") for c in item["choices"]]
+        assert len(set(answers)) == 4 and answers[item["gold"]] == str(int(a) + int(b))
+        assert (
+            item["context"].endswith("</think>")
+            and str(int(a) + int(b)) not in item["context"].split("<think>")[0]
+        )
+
+
 class _Request:
     """What the harness hands a model: an object whose ``args`` are the request's arguments."""
 

@@ -32,6 +32,16 @@ BAD_CONFIGS = [
     ("grpo", {"epochs_per_rollout_batch": 2, "loss_type": "reinforce_with_baseline"}),
     ("expert_iteration", {"samples_per_question": 0}),
     ("expert_iteration", {"learning_rate": float("-inf")}),
+    ("reward_model", {"learning_rate": float("inf")}),
+    ("reward_model", {"min_learning_rate": 1.0}),
+    ("reward_model", {"batch_size": 0}),
+    ("ppo", {"kl_coef": -0.1}),
+    ("ppo", {"lam": 1.5}),
+    ("ppo", {"gamma": float("nan")}),
+    ("ppo", {"cliprange_value": 0.0}),
+    ("ppo", {"kl_estimator": "k2"}),
+    ("ppo", {"minibatch_size": 48}),
+    ("ppo", {"rollouts_per_step": 1, "minibatch_size": 1, "microbatch_size": 1}),
     ("task", {"sloppy_fraction": 1.5}),
     ("task", {"eval_size": 0}),
 ]
@@ -45,7 +55,7 @@ def test_configs_refuse_bad_values(adapters, stage, fields):
     assert any(name in str(error.value) for name in fields)  # the message names the field
 
 
-@pytest.mark.parametrize("stage", ["sft", "dpo", "grpo", "expert_iteration", "task"])
+@pytest.mark.parametrize("stage", ["sft", "dpo", "grpo", "expert_iteration", "reward_model", "ppo", "task"])
 def test_configs_accept_their_defaults(adapters, stage):
     adapters.get_stage_config(stage)
 
@@ -138,6 +148,12 @@ def _first_char_reward(response, ground_truth):
     return {"format_reward": 1.0, "answer_reward": float(hit), "reward": float(hit)}
 
 
+def _odd_first_char_reward(response, ground_truth):
+    """About half the samples of an untrained model score 1, so the value model learns from step 1."""
+    hit = bool(response) and ord(response[0]) % 2 == 1
+    return {"format_reward": 1.0, "answer_reward": float(hit), "reward": float(hit)}
+
+
 def _stage_inputs(adapters, stage):
     tok = CharTokenizer()
     model = adapters.get_transformer_lm(tok.vocab_size, 32, 32, 1, 2, 64, seed=5)
@@ -152,6 +168,14 @@ def _stage_inputs(adapters, stage):
             "learning_rate": 1e-2,
             "reference": copy.deepcopy(model).eval(),
         }
+    elif stage == "reward_model":
+        model = adapters.get_reward_model(model)
+        data = [(f"{a}+{b}=", str(a + b), str(a + b + 1)) for a in range(3) for b in range(3)]
+        config = {"batch_size": 4, "learning_rate": 1e-2, "warmup_steps": 2}
+    elif stage == "ppo":
+        data = [(q, "abc0123") for q in ("x", "y", "z")]
+        config = {"rollouts_per_step": 8, "minibatch_size": 4, "microbatch_size": 2, "max_new_tokens": 2}
+        config.update(reward_fn=_odd_first_char_reward, learning_rate=1e-2, kl_coef=0.1)
     else:
         data = [(q, "abc0123") for q in ("x", "y", "z")]
         config = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 2, "learning_rate": 1e-2}
@@ -159,7 +183,57 @@ def _stage_inputs(adapters, stage):
     return tok, model, data, config
 
 
-@pytest.mark.parametrize("stage", ["sft", "dpo", "grpo"])
+def _count_training_forwards(model, bad_call: int | None = None) -> list[int]:
+    """Count ``model``'s forwards that build a graph (training, not sampling or scoring); from the
+    ``bad_call``-th on its output becomes NaN. Copies of ``model`` (a value model, a reference) are left
+    alone."""
+    calls = [0]
+
+    def hook(module, inputs, output):
+        if module is not model or not torch.is_grad_enabled():
+            return None
+        calls[0] += 1
+        return output * float("nan") if bad_call is not None and calls[0] >= bad_call else None
+
+    model.register_forward_hook(hook)
+    return calls
+
+
+@pytest.mark.parametrize("stage", ["grpo", "reward_model", "ppo"])
+def test_nonfinite_loss_stops_every_stage(adapters, tmp_path, stage):
+    tok, model, data, config = _stage_inputs(adapters, stage)
+    calls = _count_training_forwards(model)
+    adapters.run_stage(stage, model, tok, data, steps=3, **config)
+    per_step, rest = divmod(calls[0], 3)
+    assert per_step >= 1 and rest == 0, calls
+    tok, model, data, config = _stage_inputs(adapters, stage)
+    _count_training_forwards(model, bad_call=3 * per_step + 1)  # steps 1-3 fine, step 4's first forward NaN
+    with pytest.raises(adapters.get_training_diverged()) as error:
+        adapters.run_stage(
+            stage, model, tok, data, checkpoint_dir=tmp_path, steps=6, checkpoint_every=1, **config
+        )
+    assert "step 4" in str(error.value) and "checkpoint_00000003.pt" in str(error.value)
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the diverged step was never applied
+    saved = sorted(tmp_path.glob("checkpoint_*.pt"))
+    assert saved and all("00000004" not in p.name for p in saved)
+    for path in saved:
+        tensors = [t for t in _tensors(torch.load(path, weights_only=True)) if t.is_floating_point()]
+        assert tensors and all(torch.isfinite(t).all() for t in tensors), path
+
+
+def _tensors(tree):
+    """Every tensor in a nested checkpoint (model, optimizer state, extra modules such as a value model)."""
+    if isinstance(tree, torch.Tensor):
+        yield tree
+    elif isinstance(tree, dict):
+        for value in tree.values():
+            yield from _tensors(value)
+    elif isinstance(tree, (list, tuple)):
+        for value in tree:
+            yield from _tensors(value)
+
+
+@pytest.mark.parametrize("stage", ["sft", "dpo", "grpo", "reward_model", "ppo"])
 def test_resume_continues_exactly(adapters, tmp_path, stage):
     tok, straight, data, config = _stage_inputs(adapters, stage)
     full = adapters.run_stage(stage, straight, tok, data, steps=6, checkpoint_every=3, **config)
@@ -177,7 +251,8 @@ def test_resume_continues_exactly(adapters, tmp_path, stage):
         stage, resumed, tok, data, checkpoint_dir=tmp_path, resume=True, steps=6, checkpoint_every=3, **config
     )
     assert [m["step"] for m in rest] == [4, 5, 6]
-    for key in ("loss",):
+    keys = ("policy_loss", "value_loss", "score") if stage == "ppo" else ("loss",)  # ppo: the value model too
+    for key in keys:
         assert all(math.isclose(a[key], b[key], rel_tol=1e-6, abs_tol=1e-9) for a, b in zip(full[3:], rest))
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
