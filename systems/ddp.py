@@ -63,7 +63,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from systems.distributed import DistributedInfo, cleanup_distributed, init_distributed, is_distributed
+from systems.distributed import (
+    DistributedInfo,
+    broadcast_from_rank0,
+    cleanup_distributed,
+    init_distributed,
+    is_distributed,
+)
 
 __all__ = [
     "DDPNaive",
@@ -88,13 +94,6 @@ def _require_process_group(name: str) -> None:
         raise ValueError(
             f"{name} needs an initialised process group (call init_distributed() under torchrun)"
         )
-
-
-@torch.no_grad()
-def broadcast_from_rank0(module: nn.Module) -> None:
-    """Overwrite every parameter (trainable or frozen) and buffer with rank 0's values, in place."""
-    for tensor in list(module.parameters()) + list(module.buffers()):
-        dist.broadcast(tensor.data, src=0)
 
 
 def _trainable_parameters(module: nn.Module) -> list[nn.Parameter]:

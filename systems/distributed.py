@@ -41,6 +41,8 @@ __all__ = [
     "init_distributed",
     "cleanup_distributed",
     "is_distributed",
+    "group_rank_and_size",
+    "broadcast_from_rank0",
     "run_on_local_ranks",
 ]
 
@@ -66,6 +68,23 @@ class DistributedInfo:
 def is_distributed() -> bool:
     """True when a default process group exists (so collectives can be called)."""
     return dist.is_available() and dist.is_initialized()
+
+
+def group_rank_and_size(group=None) -> tuple[int, int]:
+    """(rank, world size) within ``group`` (None: the default group); (0, 1) without a process group,
+    so the parallel wrappers run their single-rank path unchanged."""
+    if not is_distributed():
+        return 0, 1
+    return dist.get_rank(group), dist.get_world_size(group)
+
+
+@torch.no_grad()
+def broadcast_from_rank0(module: torch.nn.Module, group=None) -> None:
+    """Overwrite every parameter (trainable or frozen) and buffer with the values of the first rank
+    of ``group`` (None: global rank 0), in place, so every replica or shard starts from the same weights."""
+    source = dist.get_global_rank(group, 0) if group is not None else 0  # src is a *global* rank
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(tensor.data, src=source, group=group)
 
 
 def init_distributed(device: str = "auto", backend: str | None = None) -> DistributedInfo:

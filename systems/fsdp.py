@@ -61,7 +61,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from basics.model import Embedding, Linear
-from systems.distributed import is_distributed
+from systems.distributed import broadcast_from_rank0, group_rank_and_size
 
 __all__ = ["FSDP", "FlatShard", "SHARDED_MODULES", "all_gather_into", "reduce_scatter_into"]
 
@@ -79,13 +79,6 @@ def reduce_scatter_into(output: Tensor, full: Tensor, group=None, async_op: bool
     """Sum ``full`` over the ranks and keep this rank's equal slice of the sum in ``output``."""
     scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
     return scatter(output, full, op=dist.ReduceOp.SUM, group=group, async_op=async_op)
-
-
-def _group_info(group) -> tuple[int, int]:
-    """(rank, world size) within ``group``; (0, 1) without a process group."""
-    if not is_distributed():
-        return 0, 1
-    return dist.get_rank(group), dist.get_world_size(group)
 
 
 @dataclass(eq=False)
@@ -120,7 +113,7 @@ class _Communicator:
 
     def __init__(self, group, compute_dtype: torch.dtype | None, reduce_dtype: torch.dtype, prefetch: bool):
         self.group = group
-        self.rank, self.world_size = _group_info(group)
+        self.rank, self.world_size = group_rank_and_size(group)
         self.compute_dtype, self.reduce_dtype, self.prefetch = compute_dtype, reduce_dtype, prefetch
         self.order: list[FlatShard] = []  # which weight each forward position used in the last forward
         self.regathered: list[bool] = []  # whether that position gathers its weight again in backward
@@ -335,14 +328,6 @@ class ShardedEmbedding(nn.Module):
         return f"full_shape={tuple(self.unit.shape)}, shard={self.weight.numel()}"
 
 
-@torch.no_grad()
-def _broadcast_from_first(module: nn.Module, group) -> None:
-    """Make every rank's parameters and buffers equal to those of the group's first rank."""
-    source = dist.get_global_rank(group, 0) if group is not None else 0
-    for tensor in list(module.parameters()) + list(module.buffers()):
-        dist.broadcast(tensor.data, src=source, group=group)
-
-
 class FSDP(nn.Module):
     """Shard the weights of every ``Linear``/``Embedding`` inside ``module`` over the ranks of
     ``group`` (default: all ranks); see the module docstring. Without a process group it runs the
@@ -358,10 +343,10 @@ class FSDP(nn.Module):
         group=None,
     ):
         super().__init__()
-        self.rank, self.world_size = _group_info(group)
+        self.rank, self.world_size = group_rank_and_size(group)
         self.group = group
         if self.world_size > 1:
-            _broadcast_from_first(module, group)
+            broadcast_from_rank0(module, group)
         self.comm = _Communicator(group, compute_dtype, reduce_dtype, prefetch)
         self.module = module
         self.units: list[FlatShard] = []

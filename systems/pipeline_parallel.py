@@ -41,7 +41,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from basics.model import TransformerLM
-from systems.distributed import is_distributed
+from systems.distributed import group_rank_and_size
 
 __all__ = [
     "PipelineStage",
@@ -188,9 +188,7 @@ class PipelineParallel:
         if num_microbatches < 1:
             raise ValueError(f"num_microbatches must be >= 1; got {num_microbatches}")
         self.group = group
-        self.stage, self.num_stages = (
-            (dist.get_rank(group), dist.get_world_size(group)) if is_distributed() else (0, 1)
-        )
+        self.stage, self.num_stages = group_rank_and_size(group)
         self.param_names = [name for name, _ in model.named_parameters()]  # the whole model's order
         self.module = PipelineStage(model, self.stage, self.num_stages)
         self.num_microbatches, self.schedule = num_microbatches, schedule

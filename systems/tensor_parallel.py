@@ -55,7 +55,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from basics.model import FeedForward, Linear, MultiHeadSelfAttention, SwiGLU, TransformerLM
-from systems.distributed import is_distributed
+from systems.distributed import broadcast_from_rank0, group_rank_and_size
 from systems.fsdp import all_gather_into
 
 __all__ = [
@@ -67,22 +67,17 @@ __all__ = [
 ]
 
 
-def _group_info(group) -> tuple[int, int]:
-    if not is_distributed():
-        return 0, 1
-    return dist.get_rank(group), dist.get_world_size(group)
-
-
 class _CopyToTensorParallel(torch.autograd.Function):
     """f: identity forward; backward all-reduces the gradient (each rank used the same input)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, group) -> Tensor:
         ctx.group = group
-        return x.view_as(x)
+        return x.view_as(x)  # a view, not x itself: autograd needs a new tensor to attach backward to
 
     @staticmethod
     def backward(ctx, grad: Tensor):
+        # Each rank's slice of the next layer saw the same x: dL/dx is the sum of their contributions.
         grad = grad.contiguous()
         dist.all_reduce(grad, group=ctx.group)
         return grad, None
@@ -93,21 +88,22 @@ class _ReduceFromTensorParallel(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, group) -> Tensor:
-        x = x.contiguous().clone()
+        # Row-parallel: each rank multiplied its slice of the inputs' features; the output is the sum.
+        x = x.contiguous().clone()  # clone: all_reduce works in place and x may be saved for backward
         dist.all_reduce(x, group=group)
         return x
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return grad, None
+        return grad, None  # d(sum)/d(each part) = 1: every rank gets the full gradient as is
 
 
 def copy_to_tensor_parallel(x: Tensor, group=None) -> Tensor:
-    return x if _group_info(group)[1] == 1 else _CopyToTensorParallel.apply(x, group)
+    return x if group_rank_and_size(group)[1] == 1 else _CopyToTensorParallel.apply(x, group)
 
 
 def reduce_from_tensor_parallel(x: Tensor, group=None) -> Tensor:
-    return x if _group_info(group)[1] == 1 else _ReduceFromTensorParallel.apply(x, group)
+    return x if group_rank_and_size(group)[1] == 1 else _ReduceFromTensorParallel.apply(x, group)
 
 
 def _sliced_linear(linear: Linear, dim: int, rank: int, size: int) -> Linear:
@@ -118,7 +114,7 @@ def _sliced_linear(linear: Linear, dim: int, rank: int, size: int) -> Linear:
     weight = linear.weight.detach()
     if weight.shape[dim] % size:
         raise ValueError(f"cannot split a weight of shape {tuple(weight.shape)} into {size} along dim {dim}")
-    piece = weight.chunk(size, dim=dim)[rank]
+    piece = weight.chunk(size, dim=dim)[rank]  # (out/t, in) for dim 0, (out, in/t) for dim 1
     sliced = Linear(piece.shape[1], piece.shape[0], device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         sliced.weight.copy_(piece)
@@ -167,8 +163,10 @@ class VocabParallelEmbedding(nn.Module):
         self.weight, self.start, self.group = weight, start, group
 
     def forward(self, token_ids: Int[Tensor, "..."]) -> Float[Tensor, "... d_model"]:
-        local = token_ids - self.start
+        local = token_ids - self.start  # the id's row in this rank's slice, if it is in range
         mine = (local >= 0) & (local < self.weight.shape[0])
+        # Clamp so every lookup is in bounds, then zero the rows that belong to another rank: after
+        # the sum over ranks each id gets exactly its owner's row.
         rows = self.weight[local.clamp(0, self.weight.shape[0] - 1)]  # (..., d_model)
         rows = rows * mine.unsqueeze(-1).to(rows.dtype)  # zero where another rank owns the id
         return reduce_from_tensor_parallel(rows, self.group)
@@ -182,6 +180,7 @@ class VocabParallelHead(nn.Module):
         self.weight, self.group = weight, group
 
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... vocab_local"]:
+        # (..., d_model) @ (d_model, vocab/t): this rank's columns of the logits, no communication.
         return copy_to_tensor_parallel(x, self.group) @ self.weight.T
 
 
@@ -191,26 +190,28 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
         ctx.dtype = logits.dtype
         logits = logits.float()  # (N, vocab_local); fp32 for the sum over the vocabulary
         m = logits.amax(dim=-1)  # (N,)
-        if _group_info(group)[1] > 1:
+        # The global max over the full vocabulary, so every rank subtracts the same m (stable exp).
+        if group_rank_and_size(group)[1] > 1:
             dist.all_reduce(m, op=dist.ReduceOp.MAX, group=group)
         exp = (logits - m[:, None]).exp()  # (N, vocab_local)
-        local = targets - start
+        local = targets - start  # the target's column in this rank's slice, if it owns it
         mine = (local >= 0) & (local < logits.shape[-1])
         target_logit = logits.gather(-1, local.clamp(0, logits.shape[-1] - 1)[:, None]).squeeze(-1)
+        # One all-reduce for both sums: S = sum_v exp(z_v - m), and z_t (non-zero on its owner only).
         sums = torch.stack([exp.sum(dim=-1), target_logit * mine], dim=0)  # (2, N): S and z_t
-        if _group_info(group)[1] > 1:
+        if group_rank_and_size(group)[1] > 1:
             dist.all_reduce(sums, group=group)
         total, target_logit = sums[0], sums[1]
         ctx.save_for_backward(exp, total, local, mine)
-        return (total.log() + m - target_logit).mean()
+        return (total.log() + m - target_logit).mean()  # -log softmax(z)_t = log S + m - z_t
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         exp, total, local, mine = ctx.saved_tensors
         grad_logits = exp / total[:, None]  # this rank's part of the softmax
         rows = torch.arange(len(local), device=local.device)[mine]
-        grad_logits[rows, local[mine]] -= 1.0
-        grad_logits *= grad / len(local)
+        grad_logits[rows, local[mine]] -= 1.0  # - onehot(t), on the rank that owns t only
+        grad_logits *= grad / len(local)  # the loss was a mean over N positions
         return grad_logits.to(ctx.dtype), None, None, None
 
 
@@ -219,19 +220,24 @@ def vocab_parallel_cross_entropy(
 ) -> Float[Tensor, ""]:
     """Mean cross-entropy over the full vocabulary from each rank's slice of the logits
     (columns [start, start + vocab_local)); see the module docstring."""
-    flat = local_logits.reshape(-1, local_logits.shape[-1])
+    flat = local_logits.reshape(-1, local_logits.shape[-1])  # (N = batch * seq, vocab_local)
     return _VocabParallelCrossEntropy.apply(flat, targets.reshape(-1), start, group)
 
 
 def gather_vocab_parallel(local: Tensor, group=None) -> Tensor:
     """The full last dimension from every rank's slice (e.g. full logits, for sampling or tests)."""
-    _, size = _group_info(group)
+    _, size = group_rank_and_size(group)
     if size == 1:
         return local
-    pieces = local.movedim(-1, 0).contiguous()  # (vocab_local, ...): all-gather concatenates dim 0
-    out = pieces.new_empty((size * pieces.shape[0], *pieces.shape[1:]))
+    return _all_gather_along(local, -1, size, group)
+
+
+def _all_gather_along(tensor: Tensor, dim: int, size: int, group) -> Tensor:
+    """Every rank's ``tensor`` concatenated along ``dim`` (in rank order)."""
+    pieces = tensor.movedim(dim, 0).contiguous()  # (piece, ...): all-gather concatenates dim 0
+    out = pieces.new_empty((size * pieces.shape[0], *pieces.shape[1:]))  # (size * piece, ...)
     all_gather_into(out, pieces, group)
-    return out.movedim(0, -1)
+    return out.movedim(0, dim)  # the gathered axis back in its place
 
 
 class TensorParallel(nn.Module):
@@ -242,7 +248,7 @@ class TensorParallel(nn.Module):
 
     def __init__(self, model: TransformerLM, group=None):
         super().__init__()
-        self.rank, self.size = _group_info(group)
+        self.rank, self.size = group_rank_and_size(group)
         self.group = group
         config = model.config
         if config.vocab_size % self.size:
@@ -250,9 +256,7 @@ class TensorParallel(nn.Module):
                 f"vocab_size ({config.vocab_size}) must divide by the tensor-parallel size {self.size}"
             )
         if self.size > 1:
-            source = dist.get_global_rank(group, 0) if group is not None else 0
-            for tensor in list(model.parameters()) + list(model.buffers()):
-                dist.broadcast(tensor.data, src=source, group=group)
+            broadcast_from_rank0(model, group)
         self.vocab_start = self.rank * (config.vocab_size // self.size)
         self.split_dims = self._split_vocabulary(model)
         for i, block in enumerate(model.layers):
@@ -291,10 +295,7 @@ class TensorParallel(nn.Module):
         """The whole tensor from every rank's slice along ``dim`` (None: not split)."""
         if dim is None or self.size == 1:
             return tensor.detach().clone()
-        pieces = tensor.detach().movedim(dim, 0).contiguous()
-        out = pieces.new_empty((self.size * pieces.shape[0], *pieces.shape[1:]))
-        all_gather_into(out, pieces, self.group)
-        return out.movedim(0, dim).contiguous()
+        return _all_gather_along(tensor.detach(), dim, self.size, self.group).contiguous()
 
     def gather_full(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
         """Whole tensors from this rank's slices, by parameter name (e.g. ``model.state_dict()`` or
