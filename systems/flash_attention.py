@@ -183,32 +183,42 @@ def _flatten(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return q.reshape(-1, *q.shape[-2:]), k.reshape(-1, *k.shape[-2:]), v.reshape(-1, *v.shape[-2:])
 
 
+def _forward(ctx, forward_fn, q: Tensor, k: Tensor, v: Tensor, is_causal: bool) -> Tensor:
+    """Both Functions' forward: run ``forward_fn`` on (batch, N, d) views, save what backward needs."""
+    _check(q, k, v)
+    out, lse = forward_fn(*_flatten(q, k, v), is_causal)
+    out, lse = out.reshape(q.shape), lse.reshape(q.shape[:-1])  # (..., Nq, d) and (..., Nq) again
+    ctx.save_for_backward(q, k, v, out, lse)  # O(N d) memory: L replaces the (Nq, Nk) probabilities
+    ctx.is_causal = is_causal
+    return out
+
+
+def _backward(ctx, backward_fn, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
+    """Both Functions' backward: ``backward_fn`` on (batch, N, d) views, gradients in the inputs' shapes."""
+    q, k, v, out, lse = ctx.saved_tensors
+    q3, k3, v3 = _flatten(q, k, v)
+    dq, dk, dv = backward_fn(
+        q3,
+        k3,
+        v3,
+        out.reshape(q3.shape),
+        lse.reshape(q3.shape[:-1]),
+        grad_out.reshape(q3.shape),
+        ctx.is_causal,
+    )
+    return dq.view(q.shape), dk.view(k.shape), dv.view(v.shape), None  # no gradient for is_causal
+
+
 class FlashAttentionPyTorch(torch.autograd.Function):
     """FlashAttention-2 in plain PyTorch. ``.apply(q, k, v, is_causal=False)``; saves q, k, v, O, L."""
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, is_causal: bool = False) -> Tensor:
-        _check(q, k, v)
-        out, lse = flash_forward_pytorch(*_flatten(q, k, v), is_causal)
-        out, lse = out.reshape(q.shape), lse.reshape(q.shape[:-1])
-        ctx.save_for_backward(q, k, v, out, lse)
-        ctx.is_causal = is_causal
-        return out
+        return _forward(ctx, flash_forward_pytorch, q, k, v, is_causal)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
-        q, k, v, out, lse = ctx.saved_tensors
-        q3, k3, v3 = _flatten(q, k, v)
-        dq, dk, dv = flash_backward_pytorch(
-            q3,
-            k3,
-            v3,
-            out.reshape(q3.shape),
-            lse.reshape(q3.shape[:-1]),
-            grad_out.reshape(q3.shape),
-            ctx.is_causal,
-        )
-        return dq.view(q.shape), dk.view(k.shape), dv.view(v.shape), None
+        return _backward(ctx, flash_backward_pytorch, grad_out)
 
 
 class FlashAttentionTriton(torch.autograd.Function):
@@ -222,26 +232,10 @@ class FlashAttentionTriton(torch.autograd.Function):
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, is_causal: bool = False) -> Tensor:
         from systems import flash_attention_triton  # lazy: triton is optional (registers the ops)
 
-        _check(q, k, v)
-        out, lse = flash_attention_triton.flash_forward(*_flatten(q, k, v), is_causal)
-        out, lse = out.reshape(q.shape), lse.reshape(q.shape[:-1])
-        ctx.save_for_backward(q, k, v, out, lse)
-        ctx.is_causal = is_causal
-        return out
+        return _forward(ctx, flash_attention_triton.flash_forward, q, k, v, is_causal)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
         from systems import flash_attention_triton
 
-        q, k, v, out, lse = ctx.saved_tensors
-        q3, k3, v3 = _flatten(q, k, v)
-        dq, dk, dv = flash_attention_triton.flash_backward(
-            q3,
-            k3,
-            v3,
-            out.reshape(q3.shape),
-            lse.reshape(q3.shape[:-1]),
-            grad_out.reshape(q3.shape),
-            ctx.is_causal,
-        )
-        return dq.view(q.shape), dk.view(k.shape), dv.view(v.shape), None
+        return _backward(ctx, flash_attention_triton.flash_backward, grad_out)
