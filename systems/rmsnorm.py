@@ -137,16 +137,16 @@ class RMSNormAutogradTriton(torch.autograd.Function):
         y2d, rstd = rmsnorm_triton.rmsnorm_forward(x2d, g.contiguous(), eps)
         ctx.save_for_backward(x2d, g, rstd)
         ctx.x_shape = x.shape
-        return y2d.view(x.shape)
+        return y2d.view(x.shape)  # (rows, H) -> (..., H)
 
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> tuple[Tensor, Tensor, None]:
         from systems import rmsnorm_triton
 
         x2d, g, rstd = ctx.saved_tensors
-        dy2d = grad_output.reshape(x2d.shape).contiguous()
+        dy2d = grad_output.reshape(x2d.shape).contiguous()  # (rows, H), rows as in the forward
         grad_x, grad_g = rmsnorm_triton.rmsnorm_backward(dy2d, x2d, g.contiguous(), rstd)
-        return grad_x.view(ctx.x_shape), grad_g, None
+        return grad_x.view(ctx.x_shape), grad_g, None  # (rows, H) -> (..., H); no gradient for eps
 
 
 class TritonRMSNorm(torch.nn.Module):

@@ -61,9 +61,9 @@ def _rmsnorm_forward_kernel(
     x = tl.load(x_ptr + row * H + cols, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(g_ptr + cols, mask=mask, other=0.0).to(tl.float32)
     # Masked lanes hold 0, so they add nothing to the sum of squares; divide by the true H.
-    r = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / H + eps)
-    tl.store(rstd_ptr + row, r)
-    y = x * r * g
+    r = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / H + eps)  # r = 1 / rms(x): one scalar per row
+    tl.store(rstd_ptr + row, r)  # saved for backward: 4 bytes per row instead of recomputing
+    y = x * r * g  # y = x / rms(x) * g, in fp32, stored in the input dtype
     tl.store(y_ptr + row * H + cols, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
@@ -83,9 +83,10 @@ def _rmsnorm_backward_dx_kernel(
     x = tl.load(x_ptr + row * H + cols, mask=mask, other=0.0).to(tl.float32)
     dy = tl.load(dy_ptr + row * H + cols, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(g_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-    r = tl.load(rstd_ptr + row)
+    r = tl.load(rstd_ptr + row)  # the forward's 1 / rms(x)
     dy_g = dy * g
     dot = tl.sum(dy_g * x, axis=0)  # sum_k dy_k g_k x_k
+    # dx_j = r g_j dy_j - x_j r^3 / H * sum_k dy_k g_k x_k  (r depends on every x_k of the row)
     dx = r * dy_g - x * (r * r * r) * (dot / H)
     tl.store(dx_ptr + row * H + cols, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
@@ -102,6 +103,8 @@ def _rmsnorm_backward_dg_kernel(
     BLOCK_ROWS: tl.constexpr,
     BLOCK_COLS: tl.constexpr,
 ):
+    # dg_j = sum over rows of dy_ij x_ij r_i: a column sum. Program (col_block, chunk) sums one
+    # column block over one chunk of rows; the launcher adds the chunks' partial sums.
     col_block = tl.program_id(0)
     chunk = tl.program_id(1).to(tl.int64)
     cols = col_block * BLOCK_COLS + tl.arange(0, BLOCK_COLS)
@@ -117,7 +120,7 @@ def _rmsnorm_backward_dg_kernel(
         x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
         dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
         r = tl.load(rstd_ptr + rows, mask=row_ok, other=0.0)
-        acc += dy * x * r[:, None]
+        acc += dy * x * r[:, None]  # element-wise; rows are summed once, after the loop
     tl.store(dg_partial_ptr + chunk * H + cols, tl.sum(acc, axis=0), mask=col_ok)
 
 
@@ -165,11 +168,11 @@ def _backward(dy: Tensor, x: Tensor, g: Tensor, rstd: Tensor) -> tuple[Tensor, T
     launch(_rmsnorm_backward_dx_kernel, (rows,), dy, x, g, rstd, dx, H, **row_settings(H))
     chunks = _row_chunks(rows, H, x.device)
     rows_per_chunk = triton.cdiv(rows, chunks)
-    chunks = triton.cdiv(rows, rows_per_chunk)
+    chunks = triton.cdiv(rows, rows_per_chunk)  # recount: rounding up may leave fewer, none empty
     dg_partial = torch.empty(chunks, H, device=x.device, dtype=torch.float32)  # (chunks, H)
     grid = (triton.cdiv(H, DG_SETTINGS["BLOCK_COLS"]), chunks)
     launch(_rmsnorm_backward_dg_kernel, grid, dy, x, rstd, dg_partial, rows, H, rows_per_chunk, **DG_SETTINGS)
-    return dx, dg_partial.sum(dim=0).to(g.dtype)
+    return dx, dg_partial.sum(dim=0).to(g.dtype)  # (chunks, H) -> (H,): a small second reduction
 
 
 @torch.library.custom_op("systems::rmsnorm_forward", mutates_args=())
