@@ -72,18 +72,20 @@ def _exact_pass(current: dict[Key, str], seed: int) -> list[Key]:
     """Keys of exact duplicates to drop (all but one per group of identical texts)."""
     groups: dict[bytes, list[Key]] = {}
     for key, text in current.items():
+        # 128-bit digests: a collision (two different texts merged) is out of reach at any corpus size.
         digest = hashlib.blake2b(text.encode("utf-8", errors="surrogatepass"), digest_size=16).digest()
         groups.setdefault(digest, []).append(key)
     return [key for members in groups.values() for key in members if key != _survivor(members, seed)]
 
 
 def _survivor(members: list[Key], seed: int) -> Key:
+    # The seeded priority of "shard/index": independent of shard order and of the other groups.
     return min(members, key=lambda key: survivor_priority(f"{key[0]}/{key[1]}", seed))
 
 
 def _minhash_pass(current: dict[Key, str], config: DedupConfig, metrics: dict) -> list[Key]:
     """Keys of near-duplicates to drop (all but one per verified cluster)."""
-    live = list(current)
+    live = list(current)  # clusters come back as positions in this list
     clusters, candidates, verified = find_duplicate_clusters(
         [current[k] for k in live],
         config.minhash_num_hashes,
@@ -103,6 +105,7 @@ def _minhash_pass(current: dict[Key, str], config: DedupConfig, metrics: dict) -
 
 def deduplicate(texts: dict[str, list[str]], config: DedupConfig) -> DedupResult:
     """Stage 2 over all shards' kept texts (see the module docstring)."""
+    # Every document by (shard, index): the passes delete keys, and the survivors keep shard order.
     current = {(shard, i): text for shard in sorted(texts) for i, text in enumerate(texts[shard])}
     result = DedupResult(survivors={})
 
@@ -116,13 +119,15 @@ def deduplicate(texts: dict[str, list[str]], config: DedupConfig) -> DedupResult
         drop(_exact_pass(current, config.seed), "exact_dedup", "exact duplicate")
     if config.fuzzy_dedup and current:
         drop(_minhash_pass(current, config, result.metrics), "minhash_dedup", "near duplicate")
+    # Line dedup runs last, over the documents that survived: a copy dropped above does not make
+    # its lines count as repeated in the one that was kept.
     if config.line_dedup and current:
         repeated = repeated_line_hashes(current.values())
         removed_lines, emptied = 0, []
         for key, text in current.items():
             current[key], removed = remove_repeated_lines(text, repeated)
             removed_lines += removed
-            if not current[key].strip():
+            if not current[key].strip():  # nothing but repeated lines (boilerplate): drop the document
                 emptied.append(key)
         drop(emptied, "line_dedup", "all lines repeated")
         result.metrics["line_dedup"] = {"lines removed": removed_lines}

@@ -54,7 +54,7 @@ def line_key(line: bytes) -> int:
     >>> line_key(b"hello\\n") == line_key(b"hello") == line_key(b"hello\\r\\n")
     True
     """
-    content = line.rstrip(b"\r\n")
+    content = line.rstrip(b"\r\n")  # the same line with LF, CRLF or no ending is one line
     return int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "little")
 
 
@@ -86,6 +86,8 @@ def write_atomically(path: Path, chunks: Iterable[bytes]) -> int:
     """Write ``chunks`` to a temporary file next to ``path``, then rename it into place, so a
     crash never leaves a half-written ``path``. Returns the number of bytes written."""
     path = Path(path)
+    # data does not import basics, so this is its own copy of basics.files' pattern: same directory
+    # (a rename across filesystems is a copy, not atomic), hidden name, os.replace at the end.
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     written = 0
     try:
@@ -114,7 +116,7 @@ def repeated_line_hashes(documents: Iterable[str], skip_blank: bool = True) -> n
         dtype=np.uint64,
     )
     unique, counts = np.unique(hashes, return_counts=True)
-    return unique[counts > 1]
+    return unique[counts > 1]  # sorted: np.isin in pass 2 searches it
 
 
 def remove_repeated_lines(text: str, repeated: np.ndarray, skip_blank: bool = True) -> tuple[str, int]:
@@ -124,7 +126,7 @@ def remove_repeated_lines(text: str, repeated: np.ndarray, skip_blank: bool = Tr
     keys = np.fromiter(
         (line_key(line.encode("utf-8", errors="surrogatepass")) for line in lines), dtype=np.uint64
     )
-    drop = np.isin(keys, repeated)
+    drop = np.isin(keys, repeated)  # (lines,) True where the line occurs elsewhere in the corpus
     if skip_blank:
         drop &= np.array([bool(line.strip()) for line in lines])
     kept = [line for line, d in zip(lines, drop.tolist(), strict=True) if not d]

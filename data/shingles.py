@@ -84,12 +84,12 @@ _POWERS: dict[str, np.ndarray] = {}  # the largest tables made so far: every blo
 def _power_tables(size: int) -> tuple[np.ndarray, np.ndarray]:
     """R^j and R^-j mod 2^64 for j < size (at least), made once per doubling of the size."""
     if _POWERS.get("up", np.zeros(0)).size < size:
-        size = 1 << max(16, (size - 1).bit_length())
+        size = 1 << max(16, (size - 1).bit_length())  # next power of two (>= 65,536): few rebuilds
         with np.errstate(over="ignore"):
             for name, base in (("up", _ROLL_BASE), ("down", _ROLL_BASE_INVERSE)):
                 powers = np.full(size, base, dtype=np.uint64)
                 powers[0] = 1
-                _POWERS[name] = np.cumprod(powers)
+                _POWERS[name] = np.cumprod(powers)  # [1, B, B^2, ...] mod 2^64 by wraparound
     return _POWERS["up"], _POWERS["down"]
 
 
@@ -101,6 +101,8 @@ def _rolling_hashes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) ->
     with np.errstate(over="ignore"):  # wraparound is the intended arithmetic mod 2^64
         np.multiply(values, powers[: values.size], out=prefix[1:])  # v_j R^j
         np.cumsum(prefix[1:], out=prefix[1:])  # Pref[i] = sum_{j<i} v_j R^j
+        # Pref[e] - Pref[s] = sum_{s<=j<e} v_j R^j = R^s * (the span's own hash): times R^-s removes
+        # the offset, so the same words hash the same wherever they sit. (spans,) each step.
         spans = prefix[ends]
         spans -= prefix[starts]
         spans *= inverse[starts]
@@ -130,14 +132,17 @@ def _hash_block(chars: np.ndarray, text_ends: np.ndarray, ngrams: int) -> Shingl
     is_start[1:] &= space[:-1]
     is_end[:-1] &= space[1:]
     starts, ends = np.flatnonzero(is_start), np.flatnonzero(is_end) + 1  # (words,)
-    word_hashes = _rolling_hashes(chars, starts, ends)
+    word_hashes = _rolling_hashes(chars, starts, ends)  # (words,): level 1, characters -> word
+    # A word belongs to the first text whose end lies after its start.
     words_per_doc = np.bincount(np.searchsorted(text_ends, starts, side="right"), minlength=len(text_ends))
     first_word = np.concatenate(([0], np.cumsum(words_per_doc)[:-1]))  # of each document
     span = np.minimum(ngrams, words_per_doc)  # words per shingle (a short document: all of them)
-    shingles_per_doc = np.where(words_per_doc > 0, words_per_doc - span + 1, 0)
-    offsets = np.concatenate(([0], np.cumsum(shingles_per_doc)))
+    shingles_per_doc = np.where(words_per_doc > 0, words_per_doc - span + 1, 0)  # w - n + 1 windows
+    offsets = np.concatenate(([0], np.cumsum(shingles_per_doc)))  # (docs + 1,)
     doc = np.repeat(np.arange(len(text_ends)), shingles_per_doc)  # (shingles,) owning document
-    start_word = first_word[doc] + np.arange(offsets[-1]) - offsets[doc]
+    # Shingle k of its document starts at that document's k-th word.
+    start_word = first_word[doc] + np.arange(offsets[-1]) - offsets[doc]  # (shingles,)
+    # Level 2: the same rolling hash over word hashes, one window of `span` words per shingle.
     hashes = _rolling_hashes(word_hashes, start_word, start_word + span[doc])
     return ShingleSets(hashes, offsets.astype(np.int64))
 
