@@ -52,6 +52,8 @@ def sequence_log_probs(
     template: str = ALPACA_TEMPLATE,
 ) -> Float[Tensor, " batch"]:
     """Sum of log pi(response + EOS | templated prompt) for each pair, on the model's device."""
+    # The template up to where the response goes is the prompt; the response ends with EOS, so
+    # stopping where the response stops is part of what is preferred.
     head = [template.format(prompt=p, response="") for p in prompts]
     tails = [r + eos_text(tokenizer) for r in responses]
     data = tokenize_prompt_and_output(head, tails, tokenizer)
@@ -59,6 +61,7 @@ def sequence_log_probs(
     log_probs = get_response_log_probs(model, data["input_ids"].to(device), data["labels"].to(device))[
         "log_probs"
     ]
+    # log pi(y | x) = sum over response tokens of log pi(token | prefix): (batch, seq) -> (batch,)
     return (log_probs * data["response_mask"].to(device)).sum(dim=-1)
 
 
@@ -70,9 +73,12 @@ def dpo_loss(
     beta: float,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Mean DPO loss over a batch of sequence log-probs, with implicit-reward accuracy and margin."""
+    # The implicit reward r(x, y) = beta log(pi(y|x) / pi_ref(y|x)) (Rafailov et al., 2023).
     chosen_reward = beta * (policy_chosen - ref_chosen)
     rejected_reward = beta * (policy_rejected - ref_rejected)
-    margin = chosen_reward - rejected_reward
+    margin = chosen_reward - rejected_reward  # (batch,)
+    # -log sigmoid(margin): the Bradley-Terry likelihood that y_w beats y_l; logsigmoid is stable
+    # for large |margin| where log(sigmoid(.)) would round to log(0).
     loss = -F.logsigmoid(margin).mean()
     metrics = {
         "reward_accuracy": (margin > 0).float().mean().detach(),
@@ -95,6 +101,7 @@ def per_instance_dpo_loss(
 ) -> Tensor:
     """DPO loss of one preference pair; the reference model runs without gradients on its own device and
     the result lives on the policy's device."""
+    # One batch of two: row 0 the chosen response, row 1 the rejected one.
     prompts, responses = [prompt, prompt], [response_chosen, response_rejected]
     policy = sequence_log_probs(lm, tokenizer, prompts, responses, template)
     with torch.no_grad():

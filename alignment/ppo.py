@@ -69,7 +69,7 @@ def kl_penalty(
     if estimator == "k1":
         return log_ratio
     if estimator == "k3":
-        return torch.expm1(-log_ratio) + log_ratio
+        return torch.expm1(-log_ratio) + log_ratio  # (rho - 1) - log rho with log rho = -log_ratio
     raise ValueError(f"unknown KL estimator {estimator!r}; choose k1 or k3")
 
 
@@ -80,7 +80,8 @@ def per_token_rewards(
     kl_coef: float,
 ) -> Float[Tensor, "batch seq"]:
     """-kl_coef * kl on every response token, plus the sequence's score on its last response token."""
-    rewards = torch.where(mask, -kl_coef * kl, torch.zeros_like(kl))
+    # The KL penalty is paid token by token; the score arrives once, at the end of the episode.
+    rewards = torch.where(mask, -kl_coef * kl, torch.zeros_like(kl))  # (batch, seq)
     positions = torch.arange(mask.shape[1], device=mask.device)
     last = (mask * positions).argmax(dim=1)  # (batch,) index of each row's last response token
     rewards[torch.arange(len(scores), device=mask.device), last] += scores.to(rewards.dtype)
@@ -104,11 +105,12 @@ def compute_gae(
     advantages = torch.zeros_like(values)
     carry = values.new_zeros(batch)  # A_{t+1}
     next_value = values.new_zeros(batch)  # V(s_{t+1}), 0 past the last token
-    for t in reversed(range(seq)):
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        carry = (delta + gamma * lam * carry) * mask_f[:, t]
+    for t in reversed(range(seq)):  # A_t needs A_{t+1}: a sweep from the end
+        delta = rewards[:, t] + gamma * next_value - values[:, t]  # TD error r_t + gamma V_{t+1} - V_t
+        carry = (delta + gamma * lam * carry) * mask_f[:, t]  # A_t = delta_t + gamma lambda A_{t+1}
         advantages[:, t] = carry
-        next_value = values[:, t] * mask_f[:, t]
+        next_value = values[:, t] * mask_f[:, t]  # V_t for step t-1; 0 outside the response
+    # Returns R_t = A_t + V_t: the value function's regression target.
     return advantages, (advantages + values) * mask_f
 
 
@@ -132,6 +134,7 @@ def compute_gae_reference(
 
 def whiten(x: Float[Tensor, "batch seq"], mask: Bool[Tensor, "batch seq"], eps: float = 1e-8) -> Tensor:
     """(x - mean) / std over the masked entries (population variance); zero outside the mask."""
+    # Statistics over response tokens only: padding and prompt positions would drag the mean to 0.
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)
     return torch.where(mask, (x - mean) * torch.rsqrt(var + eps), torch.zeros_like(x))
@@ -146,8 +149,10 @@ def clipped_value_loss(
 ) -> tuple[Float[Tensor, ""], dict[str, Tensor]]:
     """1/2 max((V - R)^2, (clipped V - R)^2), averaged over response tokens; also the share of tokens whose
     clipped term was the larger one (the update was cut there)."""
+    # The value may move at most cliprange_value from where it was when the rollouts were made ...
     clipped = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
     unclipped_loss, clipped_loss = (values - returns) ** 2, (clipped - returns) ** 2
+    # ... and the max (the pessimistic choice, as min is for the policy) removes the gain beyond it.
     loss = 0.5 * masked_mean(torch.maximum(unclipped_loss, clipped_loss), mask)
     return loss, {"value_clip_fraction": masked_mean((clipped_loss > unclipped_loss).float(), mask).detach()}
 
@@ -162,7 +167,7 @@ def ppo_policy_loss(
     """The clipped surrogate per token (GRPO's, with per-token advantages), averaged over response tokens;
     with the clip fraction and the approximate KL(pi_old || pi) of this update."""
     per_token, meta = compute_grpo_clip_loss(advantages, log_probs, old_log_probs, cliprange)
-    log_ratio = (log_probs - old_log_probs).detach()
+    log_ratio = (log_probs - old_log_probs).detach()  # log pi / pi_old, statistics only
     stats = {
         "clip_fraction": masked_mean(meta["clipped"].float(), mask),
         "approx_kl": masked_mean(torch.expm1(log_ratio) - log_ratio, mask),  # k3 of pi_old vs pi
@@ -333,11 +338,12 @@ def collect_ppo_rollouts(
     if config.whiten_advantages:
         advantages = whiten(advantages, mask)
     for i, data in enumerate(micro):
+        # Microbatch i holds rollouts [i * micro, (i + 1) * micro) padded to its own longest row.
         rows, width = (
             slice(i * config.microbatch_size, (i + 1) * config.microbatch_size),
             data["labels"].shape[1],
         )
-        data["advantages"], data["returns"] = advantages[rows, :width], returns[rows, :width]
+        data["advantages"], data["returns"] = advantages[rows, :width], returns[rows, :width]  # (micro, seq)
     stats |= {
         "score": float(scores.mean()),
         "kl": float((kl * mask).sum(dim=1).mean()),  # KL(pi || pi_ref) per sequence
@@ -386,7 +392,7 @@ def ppo_update(
             step_loss = 0.0
             for i in order[start : start + per_step]:
                 loss, stats = _microbatch_losses(policy, value_model, rollouts.microbatches[i], config)
-                (loss / per_step).backward()
+                (loss / per_step).backward()  # accumulate: one step sees the mean over the minibatch
                 step_loss += float(loss.detach()) / per_step
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + float(value)

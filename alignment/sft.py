@@ -67,6 +67,8 @@ def tokenize_prompt_and_output(
         raise ValueError(f"got {len(prompt_strs)} prompts but {len(output_strs)} outputs")
     if not prompt_strs:
         raise ValueError("tokenize_prompt_and_output needs at least one example")
+    # Encoded separately so the boundary is known exactly (encoding the concatenation could merge
+    # tokens across it).
     prompts = [encode(tokenizer, p) for p in prompt_strs]
     outputs = [encode(tokenizer, o) for o in output_strs]
     lengths = [len(p) + len(o) for p, o in zip(prompts, outputs)]
@@ -74,19 +76,20 @@ def tokenize_prompt_and_output(
     if max_len < 2:
         raise ValueError("every prompt+output is shorter than two tokens: nothing to predict")
     pad = pad_token_id(tokenizer)
-    full = torch.full((len(prompts), max_len), pad, dtype=torch.long)
-    mask = torch.zeros((len(prompts), max_len), dtype=torch.bool)
+    full = torch.full((len(prompts), max_len), pad, dtype=torch.long)  # (batch, max_len), right-padded
+    mask = torch.zeros((len(prompts), max_len), dtype=torch.bool)  # True on output tokens
     for i, (p, o) in enumerate(zip(prompts, outputs)):
         full[i, : len(p) + len(o)] = torch.tensor(p + o, dtype=torch.long)
         mask[i, len(p) : len(p) + len(o)] = True
+    # Shift by one: input t predicts label t = token t + 1, so the mask follows the labels.
     return {"input_ids": full[:, :-1], "labels": full[:, 1:], "response_mask": mask[:, 1:]}
 
 
 def compute_entropy(logits: Float[Tensor, "... vocab"]) -> Float[Tensor, "..."]:
     """Entropy of the next-token distribution, H = logsumexp(z) - sum softmax(z) z, in fp32 for stability."""
     z = logits.float()  # fp32: logsumexp and softmax of bf16 logits lose the small probabilities
-    log_probs = z - torch.logsumexp(z, dim=-1, keepdim=True)
-    return -(log_probs.exp() * log_probs).sum(dim=-1).to(logits.dtype)
+    log_probs = z - torch.logsumexp(z, dim=-1, keepdim=True)  # log softmax, (..., vocab)
+    return -(log_probs.exp() * log_probs).sum(dim=-1).to(logits.dtype)  # H = -sum p log p
 
 
 def get_response_log_probs(
@@ -97,6 +100,7 @@ def get_response_log_probs(
 ) -> dict[str, Float[Tensor, "batch seq"]]:
     """Per-token log p(label | prefix) under ``model`` (and the per-token entropy when asked)."""
     logits = model_logits(model, input_ids).float()  # fp32: log-softmax over a large vocabulary
+    # (batch, seq, vocab) -> pick each position's label -> (batch, seq)
     log_probs = torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     result = {"log_probs": log_probs}
     if return_token_entropy:
@@ -110,6 +114,7 @@ def masked_normalize(
     """Sum of the elements where ``mask`` is True (over ``dim``, or all of them), divided by a constant."""
     if normalize_constant == 0:
         raise ValueError("normalize_constant must be non-zero")
+    # where, not tensor * mask: a masked -inf or NaN (e.g. a padded position) must not poison the sum.
     masked = torch.where(mask.bool(), tensor, torch.zeros_like(tensor))
     total = masked.sum() if dim is None else masked.sum(dim=dim)
     return total / normalize_constant
@@ -128,6 +133,7 @@ def sft_microbatch_train_step(
     per_example = -masked_normalize(
         policy_log_probs, response_mask, dim=-1, normalize_constant=normalize_constant
     )
+    # / accumulation steps: the summed gradients of the microbatches equal one batch-mean gradient.
     loss = per_example.mean() / gradient_accumulation_steps
     loss.backward()
     tokens = response_mask.sum()
