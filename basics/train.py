@@ -211,11 +211,13 @@ def train(
 
 
 def _due(step: int, interval: int, last_step: int) -> bool:
+    # Every `interval` steps, and always at the end, so the last step is evaluated and saved.
     return step % interval == 0 or step == last_step
 
 
 def learning_rate_at(step: int, config: TrainConfig) -> float:
     if config.lr_schedule == "wsd":
+        # warmup -> stable at the peak -> decay over the last decay_fraction of the run.
         decay = max(1, round(config.max_steps * config.decay_fraction))
         stable = max(0, config.max_steps - config.warmup_steps - decay)
         return lr_wsd_schedule(
@@ -228,6 +230,8 @@ def learning_rate_at(step: int, config: TrainConfig) -> float:
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, step: int, config: TrainConfig) -> float:
     lr = learning_rate_at(step, config)
+    # Set before each step (not with a torch scheduler): the rate is a pure function of the step,
+    # so a resumed run needs no scheduler state.
     for group in optimizer.param_groups:
         group["lr"] = lr
     return lr
@@ -252,9 +256,11 @@ def train_step(job: TrainJob) -> tuple[Tensor, Tensor]:
     x, y = get_batch(
         job.train_data, config.batch_size, config.model.context_length, job.device, generator=job.data_rng
     )  # (batch, seq) each
-    job.optimizer.zero_grad(set_to_none=True)
+    job.optimizer.zero_grad(set_to_none=True)  # None, not zeros: the first backward assigns
+    # Gradients accumulate over the micro-batches (each loss scaled by 1/grad_accum_steps) and,
+    # under a distributed strategy, are averaged over the ranks.
     loss = job.strategy.forward_backward(job.loss_fn, _micro_batches(x, y, job))
-    grad_norm = job.strategy.clip_gradients(job.model, config.grad_clip)
+    grad_norm = job.strategy.clip_gradients(job.model, config.grad_clip)  # global L2 norm, pre-clip
     job.optimizer.step()
     return loss, grad_norm
 
@@ -262,9 +268,9 @@ def train_step(job: TrainJob) -> tuple[Tensor, Tensor]:
 def _micro_batches(x: Tensor, y: Tensor, job: TrainJob) -> list[MicroBatch]:
     """Cut the global batch into ``grad_accum_steps`` micro-batches and keep this rank's slice of each:
     micro-batch m, slice r covers rows ``m * micro + r * local`` to ``... + local``."""
-    micro = job.config.batch_size // job.config.grad_accum_steps
-    index, count = job.strategy.data_shard()
-    local = micro // count
+    micro = job.config.batch_size // job.config.grad_accum_steps  # rows per micro-batch, all ranks
+    index, count = job.strategy.data_shard()  # (0, 1) in one process
+    local = micro // count  # rows of it on this rank
     starts = [m * micro + index * local for m in range(job.config.grad_accum_steps)]
     return [(x[lo : lo + local], y[lo : lo + local]) for lo in starts]
 
@@ -274,12 +280,12 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: np.ndarray, config: TrainC
     """Mean cross-entropy over ``eval_batches`` batches drawn with a fixed seed, so every evaluation
     of a run sees the same windows and never disturbs the training RNG."""
     model.eval()  # no dropout
-    generator = torch.Generator().manual_seed(config.seed + 1)
+    generator = torch.Generator().manual_seed(config.seed + 1)  # its own RNG, reseeded each time
     micro = config.batch_size // config.grad_accum_steps
     total = torch.zeros((), device=device)
     for _ in range(config.eval_batches):
         x, y = get_batch(data, micro, config.model.context_length, device, generator=generator)
-        total += loss_fn(x, y)
+        total += loss_fn(x, y)  # summed on the device: no host read per batch
     model.train()
     return total.item() / config.eval_batches  # the one host read of an evaluation
 
@@ -337,6 +343,8 @@ class RunningStats:
         self.steps += 1
         self.grad_norm = grad_norm.detach().float()
         finite = torch.isfinite(loss) & torch.isfinite(self.grad_norm)
+        # Keep the first bad step once set; set it to `step` if this one is bad. A tensor op, not
+        # an if: branching on `finite` would make the host wait for the GPU every step.
         self.first_bad = torch.where(finite | (self.first_bad >= 0), self.first_bad, step)
 
     def check(self, last_checkpoint: Path | None) -> None:
@@ -345,6 +353,7 @@ class RunningStats:
 
     def read(self, last_checkpoint: Path | None) -> tuple[float, float]:
         """Mean loss since the last read and the latest gradient norm (one host sync); resets the mean."""
+        # One stacked transfer instead of three .item() calls.
         loss_sum, grad_norm, first_bad = torch.stack(
             [self.loss_sum, self.grad_norm, self.first_bad.float()]
         ).tolist()
