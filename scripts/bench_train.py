@@ -28,7 +28,6 @@ import multiprocessing
 import platform
 import statistics
 import sys
-import time
 from contextlib import nullcontext
 
 import torch
@@ -46,6 +45,7 @@ from basics.export import hf_llama_config, hf_llama_state_dict
 from basics.model import ModelConfig, TransformerLM
 from basics.nn_utils import cross_entropy
 from basics.optim import AdamW
+from systems.benchmarking import step_times_ms
 
 PRESETS = {
     # ~3M non-embedding parameters: a few seconds per round on 2 busy CPU cores.
@@ -265,10 +265,9 @@ def time_steps(steps: dict, args: argparse.Namespace, device: torch.device) -> t
         for name, step in steps.items():
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            for _ in range(args.steps):
-                start = time.perf_counter()
-                step()  # ends in .item(): the device work is inside the timed span
-                times[name].append(time.perf_counter() - start)
+            # CUDA events around each step on a GPU (a host timer would add launch overhead), wall
+            # time on the CPU; each step also ends in .item(), so no step overlaps the next.
+            times[name] += [ms / 1e3 for ms in step_times_ms(step, device, warmup=0, steps=args.steps)]
             if device.type == "cuda":
                 memory[name] = max(memory.get(name, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
     return times, memory
