@@ -13,11 +13,17 @@ Across layouts: an FSDP run's step-2 checkpoint, resumed with ``--pp 2``, ends w
 ends (checkpoints are the single-process format, cut up afresh on loading); a checkpoint holding
 only part of the optimizer state (what rank 0 writes under ``--shard-optimizer``) resumed with
 ``--fsdp`` stops with a one-line error naming the problem.
+
+The runs (nine training jobs, eight under ``torchrun``: minutes on a 2-core machine) are made once
+per test session: under pytest-xdist every worker that gets a test of this module would otherwise
+run its own copy of the module fixture, so the first worker runs them into the session's shared
+temporary folder under a file lock and the others read them from there.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 
 from tests.grading import child_env
 
@@ -51,10 +58,13 @@ def _run(data: Path, out_dir: Path, launcher: list[str], extra: list[str]) -> su
     )
 
 
-def _train(data: Path, out_dir: Path, launcher: list[str], extra: list[str]) -> dict:
-    """Run the script; return its logged losses and its last checkpoint."""
+def _train(data: Path, out_dir: Path, launcher: list[str], extra: list[str]) -> None:
     done = _run(data, out_dir, launcher, extra)
     assert done.returncode == 0, f"{out_dir.name} failed:\n{done.stdout}\n{done.stderr}"
+
+
+def _read(out_dir: Path) -> dict:
+    """A finished run's logged losses and its last checkpoint."""
     logged = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     losses = {m["step"]: m["loss"] for m in logged if "loss" in m}
     last = sorted((out_dir / "checkpoints").glob("checkpoint_*.pt"))[-1]
@@ -74,23 +84,35 @@ def _copy_until_step_2(source: Path, target: Path) -> None:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("*_00000004*"))
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("parallel_train")
-    data = root / "train.npy"
+def _run_all(root: Path, data: Path) -> list[str]:
+    """Every run the graders compare, each in ``root / name``; returns the names."""
     np.save(data, np.random.default_rng(0).integers(0, 64, size=4000, dtype=np.uint16))
-    results = {"single": _train(data, root / "single", [], [])}
+    _train(data, root / "single", [], [])
     for mode, flags in MODES.items():
-        results[mode] = _train(data, root / mode, TORCHRUN, flags)
+        _train(data, root / mode, TORCHRUN, flags)
         _copy_until_step_2(root / mode, root / f"{mode}-resumed")  # as if stopped after step 2
-        results[f"{mode}-resumed"] = _train(data, root / f"{mode}-resumed", TORCHRUN, [*flags, "--resume"])
+        _train(data, root / f"{mode}-resumed", TORCHRUN, [*flags, "--resume"])
     # A (data, model) mesh: 2-way tensor parallelism inside 2-way data parallelism, on 4 ranks.
-    four = [*TORCHRUN[:-1], "4"]
-    results["tp-x-dp"] = _train(data, root / "tp-x-dp", four, ["--tp", "2"])
+    _train(data, root / "tp-x-dp", [*TORCHRUN[:-1], "4"], ["--tp", "2"])
     # Change of layout: FSDP's checkpoint at step 2, continued as a 2-stage pipeline.
     _copy_until_step_2(root / "fsdp", root / "fsdp-then-pp")
-    results["fsdp-then-pp"] = _train(data, root / "fsdp-then-pp", TORCHRUN, ["--pp", "2", "--resume"])
-    return results, root, data
+    _train(data, root / "fsdp-then-pp", TORCHRUN, ["--pp", "2", "--resume"])
+    return ["single", *MODES, *(f"{m}-resumed" for m in MODES), "tp-x-dp", "fsdp-then-pp"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # one session folder shared by all workers
+        root = tmp_path_factory.getbasetemp().parent / "parallel_train"
+    else:
+        root = tmp_path_factory.mktemp("parallel_train")
+    data, finished = root / "train.npy", root / "finished.json"
+    with FileLock(f"{root}.lock"):
+        if not finished.exists():
+            shutil.rmtree(root, ignore_errors=True)  # what a failed attempt of another worker left
+            root.mkdir()
+            finished.write_text(json.dumps(_run_all(root, data)))
+    return {name: _read(root / name) for name in json.loads(finished.read_text())}, root, data
 
 
 @pytest.mark.parametrize("mode", [*MODES, "tp-x-dp"])
