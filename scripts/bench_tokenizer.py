@@ -31,8 +31,7 @@ import time
 from pathlib import Path
 
 from basics.cli import ArgumentParser, input_file, positive_float, positive_int, run_main
-
-ENDOFTEXT = "<|endoftext|>"
+from basics.pretokenization import ENDOFTEXT
 
 _TRAIN_OURS = """
 import json, sys, time
