@@ -67,11 +67,11 @@ def sample_plain(
     for _ in range(max_new_tokens):
         logits = model_logits(model, ids)[:, -1, :].float()  # (batch, vocab)
         next_ids = sample_next_token(logits, temperature, top_p, generator)  # unit 1's top-p sampler
-        if eos_token_id is not None:
+        if eos_token_id is not None:  # a finished row keeps emitting EOS: the batch stays rectangular
             next_ids = torch.where(done, torch.full_like(next_ids, eos_token_id), next_ids)
             done |= next_ids == eos_token_id
         new.append(next_ids)
-        ids = torch.cat([ids, next_ids[:, None]], dim=1)
+        ids = torch.cat([ids, next_ids[:, None]], dim=1)  # (batch, prompt + generated so far)
         if eos_token_id is not None and bool(done.all()):
             break
     if not new:
@@ -103,17 +103,9 @@ def _generate_ids(
             pad_token_id=pad,
         )
         return out[:, ids.shape[1] :]
-    if hasattr(model, "new_kv_cache"):  # our TransformerLM: unit 1's cached generation
-        return generate(
-            model,
-            ids,
-            max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            eos_token_id=eos,
-            generator=generator,
-        )
-    return sample_plain(
+    # Our TransformerLM has unit 1's cached generation; any other causal LM module samples plainly.
+    decode = generate if hasattr(model, "new_kv_cache") else sample_plain
+    return decode(
         model,
         ids,
         max_new_tokens,
@@ -145,6 +137,8 @@ def sample_completions(
     device = model_device(model)
     eos, pad = eos_token_id(tokenizer), pad_token_id(tokenizer)
     encoded = [encode(tokenizer, p) for p in prompts]
+    # Batches of equal-length prompts: no left padding, so no attention mask or position offsets are
+    # needed, and every model kind (ours, HF, a plain module) sees exactly its prompt.
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, ids in enumerate(encoded):
         if not ids:
@@ -158,11 +152,12 @@ def sample_completions(
         for indices in by_length.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                ids = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=device)
+                rows = [encoded[i] for i in chunk]  # all of one length
+                ids = torch.tensor(rows, dtype=torch.long, device=device)  # (batch, prompt)
                 with torch.no_grad():
                     new = _generate_ids(model, ids, max_new_tokens, temperature, top_p, eos, pad, generator)
-                for row, i in zip(new.tolist(), chunk):
-                    if eos in row:
+                for row, i in zip(new.tolist(), chunk):  # new: (batch, generated)
+                    if eos in row:  # finished rows are padded with EOS: keep what came before the first
                         row = row[: row.index(eos)]
                     results[i] = truncate_at_stop(decode(tokenizer, row), stop)
     finally:
