@@ -150,9 +150,11 @@ class DDPNaive(_DataParallel):
         if not self._sync_enabled:
             return
         world_size = dist.get_world_size()
+        # Each rank's gradient is the mean over its own shard of the batch; the mean over ranks is
+        # then the gradient of the whole batch (equal shard sizes).
         for param in _trainable_parameters(self.module):
             if param.grad is not None:
-                dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+                dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)  # blocking: waits for every rank
                 param.grad.div_(world_size)
 
 
@@ -179,6 +181,7 @@ class DDPIndividualParameters(_DataParallel):
                 "wrap accumulation micro-steps in no_sync()"
             )
         self._launched.add(id(param))
+        # async: backward continues with earlier layers while this gradient is on the wire.
         work = dist.all_reduce(param.grad, op=dist.ReduceOp.SUM, async_op=True)
         self._pending.append((param, work))
 
@@ -186,7 +189,7 @@ class DDPIndividualParameters(_DataParallel):
     def finish_gradient_synchronization(self) -> None:
         world_size = dist.get_world_size()
         for param, work in self._pending:
-            work.wait()
+            work.wait()  # most finished during backward; the last layers' are waited for here
             param.grad.div_(world_size)
         self._pending.clear()
         self._launched.clear()
@@ -210,7 +213,8 @@ def _assign_buckets(params: list[nn.Parameter], bucket_bytes: float) -> list[lis
     current: list[nn.Parameter] = []
     current_bytes = 0
     for param in params:
-        size = param.numel() * param.element_size()
+        size = param.numel() * param.element_size()  # bytes of its gradient
+        # One flat buffer per bucket, so every gradient in it must share a dtype and a device.
         compatible = not current or (current[0].dtype, current[0].device) == (param.dtype, param.device)
         if current and (current_bytes + size > bucket_bytes or not compatible):
             buckets.append(current)
@@ -257,12 +261,13 @@ class DDPBucketed(_DataParallel):
                 "wrap accumulation micro-steps in no_sync()"
             )
         bucket.num_ready += 1
-        if bucket.num_ready == len(bucket.params):
+        if bucket.num_ready == len(bucket.params):  # the bucket's last gradient: send it now
             self._launch(bucket)
 
     @torch.no_grad()
     def _launch(self, bucket: _Bucket) -> None:
         bucket.present = [p.grad is not None for p in bucket.params]
+        # A parameter unused this step sends zeros, so every rank's buffer has the same layout.
         parts = [p.grad.reshape(-1) if p.grad is not None else p.new_zeros(p.numel()) for p in bucket.params]
         bucket.flat = torch.cat(parts)  # one contiguous buffer: one message instead of len(parts)
         bucket.work = dist.all_reduce(bucket.flat, op=dist.ReduceOp.SUM, async_op=True)

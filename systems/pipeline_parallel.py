@@ -64,6 +64,9 @@ def gpipe_order(stage: int, num_stages: int, num_microbatches: int) -> list[Op]:
 
 def one_f_one_b_order(stage: int, num_stages: int, num_microbatches: int) -> list[Op]:
     """Warm-up forwards, then one forward / one backward in turn, then the remaining backwards."""
+    # Stage s runs (num_stages - 1 - s) forwards ahead, enough to keep the later stages fed; from
+    # then on each backward frees a micro-batch's activations before the next forward stores more,
+    # so a stage holds at most num_stages - s of them (GPipe: all num_microbatches).
     warmup = min(num_stages - stage - 1, num_microbatches)
     order: list[Op] = [("F", i) for i in range(warmup)]
     forward, backward = warmup, 0
@@ -102,7 +105,7 @@ def schedule_bubble(orders: list[list[Op]], forward_cost: float = 1.0, backward_
             if need is not None and need not in done:
                 continue
             cost = forward_cost if kind == "F" else backward_cost
-            start = max(clock[s], done[need] if need is not None else 0.0)
+            start = max(clock[s], done[need] if need is not None else 0.0)  # stage free and input there
             clock[s] = done[(kind, i, s)] = start + cost
             busy[s] += cost
             position[s] += 1
@@ -111,7 +114,7 @@ def schedule_bubble(orders: list[list[Op]], forward_cost: float = 1.0, backward_
         if not progressed:
             raise ValueError("the stages' orders deadlock (an op waits for one that never runs)")
     total = max(clock)
-    return 1.0 - sum(busy) / (num_stages * total)
+    return 1.0 - sum(busy) / (num_stages * total)  # idle share of num_stages x total stage-seconds
 
 
 class PipelineStage(nn.Module):
@@ -221,19 +224,20 @@ class PipelineParallel:
                 began = time.perf_counter()
                 out = self.module(x)
                 if self.module.is_last:
-                    out = loss_fn(out, micro_batches[i][1]) / m
+                    out = loss_fn(out, micro_batches[i][1]) / m  # / m: the gradients sum to the mean's
                     loss_sum += out.item()
                 else:
-                    sends.append(self._send(out.detach(), self.stage + 1))
-                alive[i] = (x, out)
+                    sends.append(self._send(out.detach(), self.stage + 1))  # async: compute goes on
+                alive[i] = (x, out)  # kept until this micro-batch's backward: the activation memory
                 peak_alive = max(peak_alive, len(alive))
             else:
                 x, out = alive.pop(i)
+                # dL/d(output) from the next stage (the last stage starts from its loss).
                 grad = None if self.module.is_last else self._recv(out.shape, out.dtype, self.stage + 1)
                 began = time.perf_counter()
-                out.backward(grad)
+                out.backward(grad)  # parameter gradients accumulate over the micro-batches
                 if not self.module.is_first:
-                    sends.append(self._send(x.grad, self.stage - 1))
+                    sends.append(self._send(x.grad, self.stage - 1))  # dL/d(input) to the previous stage
             busy += time.perf_counter() - began
         for work in sends:
             work.wait()
@@ -279,6 +283,7 @@ class PipelineParallel:
         """One small all-reduce: the loss (only the last stage has it) and the slowest stage's time."""
         if self.num_stages == 1:
             return loss_sum, elapsed
+        # MAX over ranks: -inf from every stage but the last picks its loss; the time is the slowest's.
         own_loss = loss_sum if self.module.is_last else float("-inf")
         summary = torch.tensor([own_loss, elapsed], dtype=torch.float64)
         dist.all_reduce(summary, op=dist.ReduceOp.MAX, group=self.group)

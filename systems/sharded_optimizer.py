@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from systems.distributed import is_distributed
+from systems.distributed import group_rank_and_size
 
 __all__ = ["ShardedOptimizer", "optimizer_state_bytes"]
 
@@ -65,8 +65,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
         **kwargs: Any,
     ) -> None:
         self.optimizer_cls = optimizer_cls
-        self.rank = dist.get_rank() if is_distributed() else 0
-        self.world_size = dist.get_world_size() if is_distributed() else 1
+        self.rank, self.world_size = group_rank_and_size()  # (0, 1) without a process group
         self.owner: dict[int, int] = {}  # id(param) -> rank that updates it
         self.rank_bytes = [0] * self.world_size  # parameter bytes assigned to each rank so far
         self.local_optimizer: torch.optim.Optimizer | None = None
@@ -77,11 +76,14 @@ class ShardedOptimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)  # checks for duplicates, fills defaults
         group = self.param_groups[-1]
         by_size = sorted(group["params"], key=lambda p: p.numel() * p.element_size(), reverse=True)
-        for param in by_size:  # greedy largest-first balancing
+        # Greedy largest-first: each parameter goes to the rank with the fewest bytes so far, which
+        # keeps the ranks' optimizer states (and update work) about equal.
+        for param in by_size:
             rank = min(range(self.world_size), key=lambda r: self.rank_bytes[r])
             self.owner[id(param)] = rank
             self.rank_bytes[rank] += param.numel() * param.element_size()
         local_group = {key: value for key, value in group.items() if key != "params"}
+        # The wrapped optimizer sees only this rank's parameters, so it allocates state for them only.
         local_group["params"] = [p for p in group["params"] if self.owner[id(p)] == self.rank]
         if self.local_optimizer is None:
             self.local_optimizer = self.optimizer_cls([local_group], **self.defaults)
@@ -98,7 +100,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
             for key, value in group.items():
                 if key != "params":
                     local_group[key] = value  # e.g. an lr set by a scheduler
-        self.local_optimizer.step()
+        self.local_optimizer.step()  # updates only the parameters this rank owns
         if self.world_size > 1:
             # Every rank takes part in every broadcast; the owner's copy overwrites the others.
             # Frozen parameters never change, so they are not sent.
