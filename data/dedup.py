@@ -68,6 +68,20 @@ def _line_hashes(path: Path) -> np.ndarray:
     return np.fromiter((line_key(line) for line in _iter_lines(path)), dtype=np.uint64)
 
 
+def input_and_output_paths(
+    input_files: Sequence[str | os.PathLike], output_directory: str | os.PathLike, caller: str
+) -> tuple[list[Path], list[Path]]:
+    """The inputs as paths (each must be a file; ``caller`` names the function in the error) and
+    ``output_directory / name`` for each, the directory created. Shared by both file-level dedups."""
+    paths = [Path(f) for f in input_files]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{caller}: input file not found: {path}")
+    output_directory = Path(output_directory)
+    output_directory.mkdir(parents=True, exist_ok=True)
+    return paths, output_paths(paths, output_directory)
+
+
 def output_paths(input_files: Sequence[Path], output_directory: Path) -> list[Path]:
     """``output_directory / name`` for each input; two inputs with the same name are an error
     because the outputs keep the input names."""
@@ -138,13 +152,7 @@ def exact_line_deduplication(
 ) -> ExactDedupStats:
     """Rewrite each input file into ``output_directory`` (same file name) keeping only the lines
     that occur exactly once in the whole corpus. Returns counts of what was kept."""
-    paths = [Path(f) for f in input_files]
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"exact_line_deduplication: input file not found: {path}")
-    output_directory = Path(output_directory)
-    output_directory.mkdir(parents=True, exist_ok=True)
-    outputs = output_paths(paths, output_directory)
+    paths, outputs = input_and_output_paths(input_files, output_directory, "exact_line_deduplication")
 
     # Pass 1: count every line hash over the corpus. np.unique on the concatenated hashes keeps the
     # memory at 8 bytes per line whatever the line lengths.

@@ -49,12 +49,11 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from jaxtyping import UInt32
 
-from data.dedup import output_paths, write_atomically
+from data.dedup import input_and_output_paths, write_atomically
 from data.shingles import ShingleSets, hash_shingles
 
 # Signature entry of a document without shingles (larger than or equal to any real value).
@@ -262,13 +261,7 @@ def minhash_deduplication(
 ) -> MinHashDedupStats:
     """Copy to ``output_directory`` (same names) every input file except near-duplicates: of each
     cluster of files with pairwise-verified Jaccard >= ``jaccard_threshold`` only one survives."""
-    paths = [Path(f) for f in input_files]
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"minhash_deduplication: input file not found: {path}")
-    output_directory = Path(output_directory)
-    output_directory.mkdir(parents=True, exist_ok=True)
-    outputs = output_paths(paths, output_directory)
+    paths, outputs = input_and_output_paths(input_files, output_directory, "minhash_deduplication")
     texts = [path.read_bytes().decode("utf-8", errors="replace") for path in paths]
     clusters, candidates, verified = find_duplicate_clusters(
         texts, num_hashes, num_bands, ngrams, jaccard_threshold, seed
