@@ -197,11 +197,12 @@ def _pad(rows: Sequence[list[int]], value: int, device: Any) -> Int[Tensor, "row
 
 def _score_rows(logits: Float[Tensor, "rows seq vocab"], targets: Sequence[list[int]], starts: Sequence[int]):
     """For row i: the continuation ``targets[i]`` is predicted by positions starts[i] .. starts[i]+len-1."""
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (rows, seq, vocab), fp32 over the vocabulary
     out = []
     for i, (cont, start) in enumerate(zip(targets, starts)):
         rows = log_probs[i, start : start + len(cont)]  # (cont, vocab)
         target = torch.tensor(cont, device=rows.device)
+        # log p(continuation) = sum of its tokens' log-probs; "greedy" if every token was the argmax.
         out.append((float(rows.gather(-1, target[:, None]).sum()), bool((rows.argmax(-1) == target).all())))
     return out
 
@@ -217,9 +218,8 @@ def _shared_context_cached(model: Any, context: list[int], continuations: Sequen
     for layer, (k, v) in enumerate(zip(cache.keys, cache.values)):  # (1, heads, max_seq, d) -> (n, ...)
         cache.keys[layer], cache.values[layer] = k.repeat(n, 1, 1, 1), v.repeat(n, 1, 1, 1)
     ids = _pad([c[:-1] or c[:1] for c in continuations], 0, device)  # (n, longest - 1); pads never read
-    logits = torch.cat(
-        [last.expand(n, 1, -1), model(ids, kv_cache=cache)], dim=1
-    )  # (n, 1 + longest - 1, vocab)
+    # (n, 1, vocab) predicts each choice's first token, then (n, longest - 1, vocab) the rest.
+    logits = torch.cat([last.expand(n, 1, -1), model(ids, kv_cache=cache)], dim=1)
     return _score_rows(logits, continuations, [0] * n)
 
 
@@ -227,9 +227,12 @@ def _shared_context_cached(model: Any, context: list[int], continuations: Sequen
 def _full_sequences(model: Any, requests: Sequence[tuple[list[int], list[int]]]):
     """Any model: each (context, continuation) as one right-padded row of a batch."""
     limit = _max_length(model) + 1
-    rows = [(c + t)[-limit:] for c, t in requests]
-    ids = _pad([r[:-1] for r in rows], 0, model_device(model))
-    logits = model_logits(model, ids)
+    rows = [(c + t)[-limit:] for c, t in requests]  # too long: drop the context's oldest tokens
+    # A row's last token is only a target; right padding comes after every real token (causal: unseen).
+    ids = _pad([r[:-1] for r in rows], 0, model_device(model))  # (n, longest - 1)
+    logits = model_logits(model, ids)  # (n, longest - 1, vocab)
+    # Position j predicts token j + 1, so the continuation (the last len(t) tokens) is predicted
+    # from position len(row) - 1 - len(t) on.
     starts = [len(r) - 1 - len(t) for r, (_, t) in zip(rows, requests)]
     return _score_rows(logits, [t for _, t in requests], starts)
 
@@ -286,7 +289,7 @@ def evaluate_multiple_choice(
         scores = flat[i : i + len(item.choices)]
         i += len(item.choices)
         lls.append(scores)
-        normed = [s / len(c) for s, c in zip(scores, item.choices)]
+        normed = [s / len(c) for s, c in zip(scores, item.choices)]  # acc_norm: per character, not per token
         correct += max(range(len(scores)), key=lambda k: (scores[k], -k)) == item.gold
         correct_norm += max(range(len(normed)), key=lambda k: (normed[k], -k)) == item.gold
     low, high = wilson_interval(correct, len(items))

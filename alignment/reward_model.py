@@ -64,6 +64,7 @@ def bradley_terry_loss(
     (r_w = r_l, e.g. an untrained zero head) counts as half right, the accuracy of a coin flip.
     """
     margin = chosen_rewards.float() - rejected_rewards.float()  # (batch,)
+    # Bradley-Terry: P(y_w preferred to y_l) = sigmoid(r_w - r_l); the loss is its negative log-likelihood.
     loss = -F.logsigmoid(margin).mean()
     accuracy = (margin > 0).float().mean() + 0.5 * (margin == 0).float().mean()
     metrics = {"accuracy": accuracy.detach(), "margin": margin.mean().detach()}
@@ -122,6 +123,7 @@ def encode_sequences(
 ) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, " batch"]]:
     """``prompt + response + EOS`` token ids, right-padded, and each row's length."""
     eos, pad = eos_token_id(tokenizer), pad_token_id(tokenizer)
+    # The closing EOS is where the reward is read: its hidden state has seen the whole response.
     rows = [encode(tokenizer, p) + encode(tokenizer, r) + [eos] for p, r in zip(prompts, responses)]
     ids = torch.full((len(rows), max(map(len, rows))), pad, dtype=torch.long)
     for i, row in enumerate(rows):
@@ -137,6 +139,7 @@ def score(
     device = model_device(model)
     with autocast(model):
         values = model(ids.to(device))  # (batch, seq)
+    # Row i's value at its last real position (length - 1), skipping the right padding: (batch,)
     return values[torch.arange(len(ids), device=device), lengths.to(device) - 1].float()
 
 
