@@ -159,19 +159,27 @@ def optimal_point(runs: Sequence[Run], method: Method = "minimum") -> OptimalPoi
             f"a parabola needs 3 or more distinct sizes per budget, got {len(sizes)} at C={runs[0].compute_budget:g}"
         )
     losses = [float(np.mean(by_size[n])) for n in sizes]
-    best = int(np.argmin(losses))
-    # Up to two neighbours on each side of the minimum: a parabola is a local model of the valley.
-    lo = max(0, min(best - 2, len(sizes) - 5))
-    x = np.log(sizes[lo : lo + 5])
-    y = np.array(losses[lo : lo + 5])
-    centre = x.mean()  # fit in centred coordinates: better conditioned than raw log N
-    c2, c1, c0 = np.polyfit(x - centre, y, 2)
+    (c2, c1, c0), centre, window = fit_parabola(sizes, losses)
     if c2 <= 0:  # no valley: fall back to the lowest run
+        best = int(np.argmin(losses))
         return OptimalPoint(runs[0].compute_budget, sizes[best], losses[best])
-    vertex = float(np.clip(-c1 / (2 * c2), x.min() - centre, x.max() - centre))
+    x = np.log(window) - centre
+    vertex = float(np.clip(-c1 / (2 * c2), x.min(), x.max()))
     return OptimalPoint(
         runs[0].compute_budget, math.exp(vertex + centre), float(c2 * vertex**2 + c1 * vertex + c0)
     )
+
+
+def fit_parabola(sizes: Sequence[float], losses: Sequence[float]) -> tuple[np.ndarray, float, list[float]]:
+    """``L = c2·x² + c1·x + c0`` with ``x = log N - centre`` through the lowest loss and up to two
+    neighbours on each side (a parabola is a local model of the valley); sizes ascending.
+    Returns ``((c2, c1, c0), centre, the sizes used)``."""
+    best = int(np.argmin(losses))
+    lo = max(0, min(best - 2, len(sizes) - 5))
+    window = list(sizes[lo : lo + 5])
+    x = np.log(window)
+    centre = float(x.mean())  # fit in centred coordinates: better conditioned than raw log N
+    return np.polyfit(x - centre, np.asarray(losses[lo : lo + 5], dtype=float), 2), centre, window
 
 
 def optimal_points(runs: Iterable[Run], method: Method = "minimum") -> list[OptimalPoint]:

@@ -2,10 +2,10 @@
 
 Handout section "The training API". The course gives students a remote API that trains a model for
 a given compute budget and charges it against a total they must not exceed; this module is the same
-thing built locally on real training (unit 1's ``train`` on the built-in corpus, or any tokenized
+thing built locally on real training (unit 1's Transformer on the built-in corpus, or any tokenized
 data):
 
-    request (d_model, num_layers, num_heads, batch_size, learning_rate, train_flops)
+    request (d_model, num_layers, num_heads, batch_size, learning_rate, train_flops, seed)
       -> validate -> charge the SQLite ledger -> train -> (train loss, validation loss), cached
 
 Compute convention (Kaplan et al. 2020; Hoffmann et al. 2022): ``train_flops = C = 6·N·D`` with
@@ -16,10 +16,11 @@ rounded to whole steps of ``batch_size × context_length`` tokens. The exact mat
 The ledger (scaling/ledger.py) charges each request once, never past the total budget, and caches
 its result; this module validates a request, plans its steps and trains it.
 
-Simplification: a run's training schedule is fixed by the lab (warmup over the first 10% of steps,
-cosine decay to a tenth of the peak learning rate). The built-in corpus is about a million tokens at a
-512-token vocabulary, so the smallest models of the largest default budget see it up to ~4 times
-(repeating data that often costs little: Muennighoff et al. 2023).
+Simplifications: a run's schedule is fixed by the lab (:func:`train_model`: warmup over the first
+10% of steps, cosine decay to a tenth of the peak); ``d_ff`` follows ``d_model`` (8/3 of it, a
+multiple of 16). The default corpus (stdlib docstrings and sources, 6.7M tokens at a 512-token
+vocabulary) is large enough that the sweep's runs see it at most about once and the 100x check a few
+times (repeating data that often costs little: Muennighoff et al. 2023).
 """
 
 from __future__ import annotations
@@ -39,16 +40,18 @@ class LabConfig:
     """The lab's fixed settings: everything a request does not choose."""
 
     db_path: str = "runs/scaling_lab/ledger.sqlite"  # the SQLite ledger (budget, charges, results)
-    total_budget: float = 3e12  # FLOPs (6ND) a student may spend in all; fixed when the ledger is created
+    total_budget: float = 3e14  # FLOPs (6ND) a student may spend in all; fixed when the ledger is created
     vocab_size: int = 512  # tokenizer size for the built-in corpus
     context_length: int = 64  # tokens per training sequence
     train_data: str = ""  # token array (.npy); "" = the built-in corpus tokenized with vocab_size
     val_data: str = ""  # validation token array; "" = the built-in corpus's validation split
-    out_dir: str = "runs/scaling_lab"  # per-run training directories
+    include_source: bool = (
+        True  # built-in corpus: stdlib docstrings and sources (6.7M tokens), not docstrings only
+    )
+    out_dir: str = "runs/scaling_lab"  # fits, plots and submissions go under here
     device: str = "cpu"  # training device
     num_threads: int = 1  # torch CPU threads per run (1 avoids oversubscribing shared cores)
-    seed: int = 0  # model init and data order
-    eval_batches: int = 16  # validation batches for the final loss
+    val_windows: int = 256  # validation windows (evenly spaced, the same for every run) for the final loss
     min_steps: int = 5  # a request that buys fewer optimizer steps is refused before charging
     max_train_flops: float = 1e16  # largest single request
     max_d_model: int = 1024  # limits on the shape a request may ask for
@@ -56,7 +59,7 @@ class LabConfig:
     max_batch_size: int = 512
 
     def __post_init__(self) -> None:
-        counts = ("vocab_size", "context_length", "num_threads", "eval_batches", "min_steps")
+        counts = ("vocab_size", "context_length", "num_threads", "val_windows", "min_steps")
         for name in (*counts, "max_d_model", "max_num_layers", "max_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -92,6 +95,10 @@ def model_config_for(request: LabRequest, config: LabConfig):
         d_model=request.d_model,
         num_layers=request.num_layers,
         num_heads=request.num_heads,
+        d_ff=16
+        * math.ceil(
+            request.d_model * 8 / 3 / 16
+        ),  # SwiGLU's 8/3·d; ModelConfig rounds to 64, too coarse here
         norm_impl="torch",
         attention_impl="sdpa",
         rope_impl="complex",
@@ -100,7 +107,7 @@ def model_config_for(request: LabRequest, config: LabConfig):
 
 def result_settings(config: LabConfig) -> dict:
     """The lab fields a run's loss depends on (besides the request): a ledger is bound to them."""
-    keys = ("vocab_size", "context_length", "train_data", "val_data", "seed", "eval_batches")
+    keys = ("vocab_size", "context_length", "train_data", "val_data", "include_source", "val_windows")
     return {k: getattr(config, k) for k in keys}
 
 
@@ -149,7 +156,10 @@ Runner = Callable[[LabRequest, RunPlan], tuple[float, float]]  # -> (train loss,
 
 
 class TrainingRunner:
-    """The default runner: unit 1's ``train`` on the lab's data (built-in corpus unless given)."""
+    """The default runner: :func:`train_model` on the lab's data (the built-in corpus unless given).
+
+    Picklable, so a sweep can hand it to worker processes; resolve :meth:`data` first so the
+    workers do not all tokenize the corpus at once."""
 
     def __init__(self, config: LabConfig):
         self.config = config
@@ -165,53 +175,102 @@ class TrainingRunner:
                         raise FileNotFoundError(f"token array not found: {path}")
                 self._data = (c.train_data, c.val_data or c.train_data)
             else:
+                from basics.corpus import build_corpus
                 from basics.prepare import prepare_data
 
-                prepared = prepare_data(c.vocab_size)
+                prepared = prepare_data(c.vocab_size, build_corpus(include_source=c.include_source))
                 self._data = (str(prepared.train_tokens), str(prepared.val_tokens))
         return self._data
 
     def __call__(self, request: LabRequest, plan: RunPlan) -> tuple[float, float]:
         import torch
 
-        from basics.train import TrainConfig, TrainingDiverged, train
+        from basics.data import load_tokens
 
-        c = self.config
-        train_data, val_data = self.data()
-        run_dir = Path(c.out_dir) / "runs" / _run_name(request)
-        config = TrainConfig(
-            model=model_config_for(request, c),
-            train_data=train_data,
-            val_data=val_data,
-            out_dir=str(run_dir),
-            batch_size=request.batch_size,
-            max_steps=plan.steps,
-            learning_rate=request.learning_rate,
-            min_learning_rate=request.learning_rate / 10,
-            warmup_steps=max(1, plan.steps // 10),
-            eval_interval=plan.steps,
-            eval_batches=c.eval_batches,
-            checkpoint_interval=plan.steps,
-            keep_checkpoints=1,
-            log_interval=max(1, min(50, plan.steps // 5)),
-            device=c.device,
-            seed=c.seed,
-            progress=False,
-        )
+        train_path, val_path = self.data()
+        val = validation_windows(load_tokens(val_path), self.config.val_windows, self.config.context_length)
         threads = torch.get_num_threads()
-        torch.set_num_threads(c.num_threads)
+        torch.set_num_threads(self.config.num_threads)
         try:
-            result = train(config)
-        except TrainingDiverged:
-            return float("nan"), float("nan")  # a real outcome of a bad config: reported, not hidden
+            model = model_config_for(request, self.config)
+            return train_model(model, request, plan.steps, load_tokens(train_path), val, self.config.device)
         finally:
             torch.set_num_threads(threads)
-        return float(result.train_loss), float(result.val_loss)
 
 
-def _run_name(request: LabRequest) -> str:
-    r = request
-    return f"d{r.d_model}-l{r.num_layers}-h{r.num_heads}-b{r.batch_size}-lr{r.learning_rate:g}-c{r.train_flops:.3g}"
+def validation_windows(tokens, count: int, context_length: int):
+    """``count`` windows (inputs, targets) at evenly spaced starts: fixed by the data alone, so every run
+    of a lab is scored on exactly the same tokens whatever its batch size or seed."""
+    import numpy as np
+    import torch
+
+    if len(tokens) < context_length + 1:
+        raise ValueError(f"validation data has {len(tokens)} tokens, need at least {context_length + 1}")
+    starts = np.linspace(0, len(tokens) - context_length - 1, count).astype(np.int64)
+    windows = np.stack([np.asarray(tokens[s : s + context_length + 1], dtype=np.int64) for s in starts])
+    windows = torch.from_numpy(windows)  # (count, context_length + 1)
+    return windows[:, :-1], windows[:, 1:]
+
+
+def train_model(model_config, request: LabRequest, steps: int, train_tokens, val, device: str = "cpu"):
+    """Train unit 1's Transformer for ``steps`` AdamW steps and return (train loss, validation loss).
+
+    The lab's schedule: linear warmup over the first 10% of steps, cosine decay to a tenth of the
+    peak by the run's own last step; gradients clipped at norm 1. The train loss is the mean over the
+    last 10% of steps. A run whose loss stops being finite ends at once with (NaN, NaN): a real
+    outcome of a bad learning rate, reported rather than hidden.
+
+    Not unit 1's ``train``: that loop checkpoints, logs and scores validation on batches drawn by
+    the run's own seed; a lab run is a few hundred steps of a tiny model, and every run must be
+    scored on the same windows (:func:`validation_windows`).
+    """
+    import torch
+
+    from basics.data import get_batch
+    from basics.model import TransformerLM
+    from basics.nn_utils import clip_gradients, cross_entropy
+    from basics.optim import AdamW, lr_cosine_schedule
+
+    torch.manual_seed(request.seed)
+    model = TransformerLM.from_config(model_config).to(device)
+    optimizer = AdamW(
+        model.parameters(), lr=request.learning_rate, betas=(0.9, 0.95), weight_decay=0.1, foreach=True
+    )
+    generator = torch.Generator().manual_seed(request.seed)
+    warmup, peak, tail = max(1, steps // 10), request.learning_rate, []
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_cosine_schedule(step, peak, peak / 10, warmup, steps)
+        x, y = get_batch(
+            train_tokens, request.batch_size, model_config.context_length, device, generator=generator
+        )
+        loss = cross_entropy(model(x), y)  # (batch, seq) -> mean next-token loss
+        if not math.isfinite(loss.item()):
+            return math.nan, math.nan
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_gradients(model.parameters(), 1.0)
+        optimizer.step()
+        if step >= steps - max(1, steps // 10):
+            tail.append(loss.item())
+    return sum(tail) / len(tail), evaluate_windows(model, val, device)
+
+
+def evaluate_windows(model, windows, device: str = "cpu", chunk: int = 64) -> float:
+    """Mean next-token loss of ``model`` over the (inputs, targets) ``windows``."""
+    import torch
+
+    from basics.nn_utils import cross_entropy
+
+    x, y = windows
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for lo in range(0, len(x), chunk):
+            xb, yb = x[lo : lo + chunk].to(device), y[lo : lo + chunk].to(device)
+            total += cross_entropy(model(xb), yb).item() * len(xb)  # (chunk, seq) windows
+    model.train()
+    return total / len(x)
 
 
 def query(request: LabRequest, ledger: Ledger, config: LabConfig, runner: Runner | None = None) -> LabResult:

@@ -39,6 +39,7 @@ class LabRequest:
     batch_size: int
     learning_rate: float
     train_flops: float
+    seed: int = 0  # model initialisation and data order: repeat a config with another seed to see the noise
 
     def key(self) -> str:
         """Canonical JSON: the cache and ledger key (equal requests, equal keys)."""
@@ -54,7 +55,7 @@ class LabRequest:
         )
         if missing:
             raise ValueError(f"request lacks {sorted(missing)}")
-        return cls(**{k: fields[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: fields[k] for k in cls.__dataclass_fields__ if k in fields})
 
 
 class BudgetExceeded(ValueError):
@@ -175,6 +176,12 @@ class Ledger:
                 )
             db.execute("INSERT INTO charges VALUES (?, ?, ?)", (key, cost, time.time()))
             return cost
+
+    def charged_requests(self) -> list[LabRequest]:
+        """Every request charged so far (finished or not)."""
+        with self._transaction() as db:
+            keys = [row[0] for row in db.execute("SELECT key FROM charges ORDER BY charged_at")]
+        return [LabRequest.from_dict(json.loads(key)) for key in keys]
 
     def is_charged(self, request: LabRequest) -> bool:
         with self._transaction() as db:

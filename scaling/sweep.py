@@ -1,120 +1,339 @@
-"""The IsoFLOPs sweep through the lab: which shapes to train at each budget, and running them.
+"""The IsoFLOPs sweep through the lab: which models to train at each budget, and running them.
 
 Handout section "Scaling laws with IsoFLOPs profiles" (Hoffmann et al. 2022, approach 2): at each
 compute budget C, train models of several sizes N (each on D = C / 6N tokens) and find the size with
-the lowest loss; the optima across budgets give N_opt(C). The requests go through the lab
-(scaling/lab.py), so the sweep is charged against the ledger and an interrupted sweep resumes for free.
+the lowest loss; the optima across budgets give N_opt(C). Every request goes through the lab
+(scaling/lab.py), so the sweep is charged against the ledger and an interrupted sweep resumes free.
+
+What makes a small sweep measure the model rather than the noise:
+
+- **Sizes around the predicted optimum.** Budgets run from smallest to largest. The first is centred
+  on ``N* = sqrt(C / (6 · tokens_per_parameter))``; the second on the first's optimum moved by
+  ``sqrt`` of the budget ratio; later ones on the power law fitted to the optima so far. Around the
+  centre, ``sizes_per_budget`` sizes are spaced by ``size_spacing`` in N (log-spaced) and each is
+  matched to the nearest shape of :func:`candidate_shapes`. When the lowest mean loss still lands on
+  the smallest or largest size, the sweep warns and adds a size beyond that edge (``max_extra_sizes``).
+- **A learning rate per size** (:func:`learning_rate_for`): the peak learning rate falls as a power
+  of the width, ``(base_width / d_model) ** lr_exponent`` (µP's rule for Adam's hidden matrices is
+  exponent 1: Yang et al. 2022), anchored at ``base_learning_rate`` for ``base_width``. The defaults
+  were fitted to two probes on this lab's schedule: width 32 at C = 3e10 (loss 3.417, 3.364 at
+  lr 0.02, 0.06) and width 64 at C = 3e11 (2.936, 2.970, 3.028 at lr 0.015, 0.03, 0.06): the best
+  learning rate fell faster than 1/d_model between them, so the exponent is 1.5, not 1.
+- **A batch size per size** (:func:`batch_size_for`): a power of two chosen so that each run takes
+  about ``target_steps`` steps, within ``[smallest_batch, largest_batch]``: a small model trains on
+  more tokens and gets a bigger batch, so no run is starved of steps or drowned in them.
+- **Seeds.** Every (budget, size) point is trained with ``seeds`` seeds; the fits use the mean and the
+  bootstrap (scaling/prediction.py) resamples them.
+- **Speed.** Tiny models are bound by per-step overhead, not by matmuls: the runs of a budget go to
+  ``workers`` processes of one torch thread each (measured on 2 cores: batching seeds through
+  ``torch.func.vmap`` was slower, as CPU attention has no batching rule, and ``torch.compile`` costs
+  more to compile than a run of a few hundred steps saves).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from scaling.flops import count_parameters
-from scaling.lab import LabConfig, Runner, TrainingRunner, query
+from scaling.lab import LabConfig, Runner, TrainingRunner, model_config_for, query
 from scaling.ledger import BudgetExceeded, LabRequest, LabResult, Ledger
 
-# (d_model, num_layers, num_heads): non-embedding N from about 2 thousand to 3 million.
-DEFAULT_SHAPES: tuple[tuple[int, int, int], ...] = (
-    (8, 1, 2),
-    (12, 1, 2),
-    (16, 1, 2),
-    (20, 1, 2),
-    (24, 1, 2),
-    (32, 1, 2),
-    (32, 2, 2),
-    (48, 2, 4),
-    (64, 2, 4),
-    (64, 3, 4),
-    (96, 3, 4),
-    (128, 3, 4),
-    (128, 4, 8),
-    (192, 4, 8),
-    (256, 4, 8),
-)
+Shape = tuple[int, int, int]  # (d_model, num_layers, num_heads)
 
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """An IsoFLOPs sweep: for each budget, the shapes whose N is near the guessed optimum."""
+    """An IsoFLOPs sweep: budgets, how sizes are placed around the optimum, and the per-size rules."""
 
-    budgets: tuple[float, ...] = (1e10, 3e10, 1e11)  # compute budgets C (FLOPs, 6ND)
-    sizes_per_budget: int = 6  # shapes trained per budget (nearest to the guess in log N)
-    # Guess of the optimum, N* = sqrt(C / (6 * ratio)). Chinchilla's ratio is about 20; at this tiny
-    # scale, where the output head (left out of N) outweighs the blocks, the optimum sits near 60.
-    tokens_per_parameter: float = 60.0
-    batch_size: int = 16  # sequences per step for every run
-    learning_rate: float = 1e-2  # peak learning rate for every run (tiny models like it high)
+    budgets: tuple[float, ...] = (3e10, 1e11, 3e11, 1e12)  # compute budgets C (FLOPs, 6ND), ascending
+    sizes_per_budget: int = 5  # model sizes per budget, log-spaced around the predicted optimum
+    size_spacing: float = 2.0  # ratio of neighbouring sizes' N
+    seeds: int = 2  # runs per (budget, size), seeds 0 .. seeds-1
+    tokens_per_parameter: float = 20.0  # first budget's guess of D/N at the optimum (Chinchilla's ~20)
+    base_learning_rate: float = 1.5e-2  # peak learning rate at d_model = base_width
+    base_width: int = 64  # the width base_learning_rate is for
+    lr_exponent: float = 1.5  # lr ∝ (base_width / d_model) ** lr_exponent (µP's rule for Adam: 1)
+    target_steps: int = 400  # batch size chosen so a run takes about this many optimizer steps
+    smallest_batch: int = 8  # sequences per step, at least
+    largest_batch: int = 256  # and at most
+    max_extra_sizes: int = 2  # sizes added per budget while the best one sits at an edge
+    workers: int = 2  # training processes (one torch thread each; 1 = in this process)
 
     def __post_init__(self) -> None:
-        for name in ("sizes_per_budget", "batch_size"):
+        counts = (
+            "sizes_per_budget",
+            "seeds",
+            "base_width",
+            "target_steps",
+            "smallest_batch",
+            "largest_batch",
+            "workers",
+        )
+        for name in counts:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SweepConfig.{name} must be a positive integer; got {value!r}")
+        if (
+            isinstance(self.max_extra_sizes, bool)
+            or not isinstance(self.max_extra_sizes, int)
+            or self.max_extra_sizes < 0
+        ):
+            raise ValueError(
+                f"SweepConfig.max_extra_sizes must be an integer >= 0; got {self.max_extra_sizes!r}"
+            )
         for name, values in (
             ("budgets", self.budgets),
             ("tokens_per_parameter", [self.tokens_per_parameter]),
-            ("learning_rate", [self.learning_rate]),
+            ("base_learning_rate", [self.base_learning_rate]),
+            ("size_spacing", [self.size_spacing - 1]),  # > 1: neighbouring sizes must differ
         ):
             if not values or any(not math.isfinite(v) or v <= 0 for v in values):
-                raise ValueError(f"SweepConfig.{name} must be finite numbers > 0; got {values!r}")
+                raise ValueError(
+                    f"SweepConfig.{name} must be finite numbers > 0 (size_spacing > 1); got {values!r}"
+                )
+        if not math.isfinite(self.lr_exponent) or self.smallest_batch > self.largest_batch:
+            raise ValueError(
+                f"SweepConfig: lr_exponent must be finite and smallest_batch <= largest_batch; got {self}"
+            )
 
 
-def select_shapes(
-    budget: float,
-    config: SweepConfig,
-    lab: LabConfig,
-    shapes: Sequence[tuple[int, int, int]] = DEFAULT_SHAPES,
-) -> list[tuple[int, int, int]]:
-    """The ``sizes_per_budget`` shapes closest in log N to ``N* = sqrt(C / (6 · tokens_per_parameter))``
-    that buy at least ``lab.min_steps`` steps, sorted by N."""
-    from basics.model import ModelConfig
+def learning_rate_for(d_model: int, config: SweepConfig) -> float:
+    """Width rule: ``base_learning_rate · (base_width / d_model) ** lr_exponent``.
 
-    target = math.sqrt(budget / (6 * config.tokens_per_parameter))
-    usable = []
-    for shape in shapes:
-        d_model, num_layers, num_heads = shape
-        model = ModelConfig(
-            vocab_size=lab.vocab_size,
-            context_length=lab.context_length,
-            d_model=d_model,
-            num_layers=num_layers,
-            num_heads=num_heads,
+    >>> round(learning_rate_for(16, SweepConfig()), 4), round(learning_rate_for(256, SweepConfig()), 6)
+    (0.12, 0.001875)
+    """
+    return config.base_learning_rate * (config.base_width / d_model) ** config.lr_exponent
+
+
+def batch_size_for(tokens: float, context_length: int, config: SweepConfig) -> int:
+    """The power of two nearest ``tokens / (context_length · target_steps)`` sequences, clipped.
+
+    >>> batch_size_for(64 * 400 * 32, 64, SweepConfig())
+    32
+    """
+    ideal = tokens / (context_length * config.target_steps)
+    power = 2 ** round(math.log2(max(ideal, 1.0)))
+    return int(min(max(power, config.smallest_batch), config.largest_batch))
+
+
+def candidate_shapes(max_d_model: int = 512, max_num_layers: int = 24) -> list[Shape]:
+    """Every shape the sweep may use: widths in steps of 8, depth keeping ``d_model / num_layers``
+    between 16 and 64 (a fixed aspect ratio would leave big gaps in N among tiny models), heads of
+    16 dimensions (8 when the width is not a multiple of 16)."""
+    shapes = []
+    for d_model in range(16, max_d_model + 1, 8):
+        head_dim = 16 if d_model % 16 == 0 else 8
+        for num_layers in range(1, min(d_model // 16, max_num_layers) + 1):
+            if 16 <= d_model / num_layers <= 64:
+                shapes.append((d_model, num_layers, d_model // head_dim))
+    return shapes
+
+
+def shape_parameters(shape: Shape, lab: LabConfig) -> int:
+    """Non-embedding N of a shape at the lab's vocabulary and context."""
+    d_model, num_layers, num_heads = shape
+    request = LabRequest(d_model, num_layers, num_heads, 1, 1e-3, 1.0)
+    return count_parameters(model_config_for(request, lab)).non_embedding
+
+
+def nearest_shape(target: float, lab: LabConfig, exclude: Sequence[Shape] = ()) -> Shape:
+    """The candidate shape nearest ``target`` in log N, with a penalty of a quarter of the log-distance
+    of its aspect ratio ``d_model / num_layers`` from 32, so neighbouring sizes keep similar shapes."""
+
+    def distance(shape: Shape) -> float:
+        d_model, num_layers, _ = shape
+        return abs(math.log(shape_parameters(shape, lab) / target)) + 0.25 * abs(
+            math.log(d_model / num_layers / 32)
         )
-        n = count_parameters(model).non_embedding
-        steps = budget / (6 * n) / (config.batch_size * lab.context_length)
-        if steps >= lab.min_steps:
-            usable.append((abs(math.log(n / target)), n, shape))
-    chosen = sorted(usable)[: config.sizes_per_budget]
-    return [shape for _, _, shape in sorted(chosen, key=lambda item: item[1])]
+
+    return min(
+        (s for s in candidate_shapes(lab.max_d_model, lab.max_num_layers) if s not in exclude), key=distance
+    )
 
 
-def sweep_requests(config: SweepConfig, lab: LabConfig, shapes=DEFAULT_SHAPES) -> list[LabRequest]:
-    return [
-        LabRequest(d, layers, heads, config.batch_size, config.learning_rate, float(budget))
-        for budget in config.budgets
-        for d, layers, heads in select_shapes(budget, config, lab, shapes)
-    ]
+def place_sizes(centre: float, config: SweepConfig, lab: LabConfig) -> list[Shape]:
+    """``sizes_per_budget`` distinct shapes at N ≈ ``centre · spacing^k``, k centred on 0, sorted by N."""
+    half = (config.sizes_per_budget - 1) / 2
+    shapes: list[Shape] = []
+    for k in range(config.sizes_per_budget):
+        shapes.append(nearest_shape(centre * config.size_spacing ** (k - half), lab, exclude=shapes))
+    return sorted(shapes, key=lambda s: shape_parameters(s, lab))
+
+
+def requests_for(
+    budget: float, shapes: Sequence[Shape], config: SweepConfig, lab: LabConfig
+) -> list[LabRequest]:
+    """One request per (shape, seed) at ``budget``, each with its size's learning rate and batch size."""
+    requests = []
+    for shape in shapes:
+        tokens = budget / (6 * shape_parameters(shape, lab))
+        batch = batch_size_for(tokens, lab.context_length, config)
+        lr = learning_rate_for(shape[0], config)
+        requests.extend(LabRequest(*shape, batch, lr, float(budget), seed) for seed in range(config.seeds))
+    return requests
+
+
+def predicted_centre(budget: float, optima: Sequence[tuple[float, float]], config: SweepConfig) -> float:
+    """Where to centre the sizes at ``budget`` given the ``(C, N_opt)`` optima of earlier budgets."""
+    if not optima:
+        return math.sqrt(budget / (6 * config.tokens_per_parameter))
+    if len(optima) == 1:
+        ((c, n),) = optima
+        return n * math.sqrt(budget / c)
+    from scaling.isoflops import fit_power_law
+
+    return float(fit_power_law([c for c, _ in optima], [n for _, n in optima])(budget))
+
+
+def check_request(
+    parameters: float, budget: float, config: SweepConfig, lab: LabConfig, seed: int = 0
+) -> LabRequest:
+    """The run that checks a prediction: the shape nearest the predicted N_opt, trained at ``budget``
+    with the sweep's learning-rate and batch-size rules (so it is trained like the sweep's runs)."""
+    shape = nearest_shape(parameters, lab)
+    (request,) = requests_for(budget, [shape], SweepConfig(**{**config.__dict__, "seeds": 1}), lab)
+    return LabRequest(*shape, request.batch_size, request.learning_rate, float(budget), seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Running the sweep
 
 
 def run_sweep(
-    requests: Sequence[LabRequest], ledger: Ledger, config: LabConfig, runner: Runner | None = None
+    config: SweepConfig,
+    ledger: Ledger,
+    lab: LabConfig,
+    runner: Runner | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[LabResult]:
-    """Query each request in turn, yielding results as they finish. Re-running an interrupted sweep
-    charges nothing twice: finished runs come from the cache, charged-but-unfinished ones run free.
-    The whole sweep's cost is checked up front so a sweep that cannot finish does not start."""
-    runner = runner if runner is not None else TrainingRunner(config)
-    unpaid = {r.key(): r for r in requests if not ledger.is_charged(r)}  # duplicates pay once
-    new_cost = sum(r.train_flops for r in unpaid.values())
+    """Train the sweep budget by budget, yielding results as each budget finishes.
+
+    ``runner`` replaces real training (then everything runs in this process); ``on_warning``
+    hears about optima at the edge of a budget's sizes. Re-running an interrupted sweep charges
+    nothing twice: the placement depends only on earlier results, which come from the cache.
+    The sweep's planned cost is checked up front so a sweep that cannot finish does not start.
+    """
+    check_sweep_fits(config, ledger)
+    warn = on_warning or (lambda message: None)
+    workers = config.workers if runner is None else 1
+    runner = runner if runner is not None else TrainingRunner(lab)
+    if isinstance(runner, TrainingRunner):
+        runner.data()  # tokenize the corpus once, here, before any worker needs it
+    optima: list[tuple[float, float]] = []
+    with _Pool(workers) as pool:
+        for budget in sorted(config.budgets):
+            shapes = place_sizes(predicted_centre(budget, optima, config), config, lab)
+            results = pool.run(requests_for(budget, shapes, config, lab), ledger, lab, runner)
+            yield from results
+            for _ in range(config.max_extra_sizes):
+                extra = extra_size(results, shapes, lab, config)
+                if extra is None:
+                    break
+                warn(
+                    f"at C = {budget:.3g} the lowest loss is at the edge of the sizes tried; adding N = "
+                    f"{shape_parameters(extra, lab):,}"
+                )
+                shapes.append(extra)
+                more = pool.run(requests_for(budget, [extra], config, lab), ledger, lab, runner)
+                results.extend(more)
+                yield from more
+            optimum = budget_optimum(results)
+            if optimum is not None:
+                optima.append((budget, optimum))
+
+
+def check_sweep_fits(config: SweepConfig, ledger: Ledger) -> None:
+    """Refuse a sweep whose planned runs (sizes × seeds per budget, not yet charged) exceed the
+    remaining budget. Extra edge sizes are charged as they come (the ledger refuses what does not fit)."""
+    charged: dict[float, int] = {}
+    for request in ledger.charged_requests():
+        if request.seed < config.seeds:
+            charged[request.train_flops] = charged.get(request.train_flops, 0) + 1
+    planned = config.sizes_per_budget * config.seeds
+    needed = sum(b * max(0, planned - charged.get(float(b), 0)) for b in set(config.budgets))
     remaining = ledger.remaining()
-    if new_cost > remaining:
+    if needed > remaining:
         raise BudgetExceeded(
-            f"the sweep needs {new_cost:.4g} more FLOPs but the remaining budget is {remaining:.4g} FLOPs"
+            f"the sweep needs {needed:.4g} more FLOPs but the remaining budget is {remaining:.4g} FLOPs"
         )
-    for request in requests:
-        yield query(request, ledger, config, runner)
+
+
+def mean_losses(results: Sequence[LabResult]) -> dict[int, float]:
+    """Mean validation loss over seeds per size N (NaN if any seed diverged), sizes ascending."""
+    by_size: dict[int, list[float]] = {}
+    for r in results:
+        by_size.setdefault(r.parameters, []).append(r.val_loss)
+    return {n: sum(v) / len(v) for n, v in sorted(by_size.items())}
+
+
+def extra_size(results: Sequence[LabResult], shapes: Sequence[Shape], lab: LabConfig, config: SweepConfig):
+    """The shape to add beyond the edge where the lowest mean loss sits, or None if it is inside."""
+    means = {n: v for n, v in mean_losses(results).items() if math.isfinite(v)}
+    if len(means) < 2:
+        return None
+    sizes = sorted(means)
+    best = min(sizes, key=means.get)
+    if best == sizes[0]:
+        target = sizes[0] / config.size_spacing
+    elif best == sizes[-1]:
+        target = sizes[-1] * config.size_spacing
+    else:
+        return None
+    shape = nearest_shape(target, lab, exclude=shapes)
+    n = shape_parameters(shape, lab)
+    return shape if (n < sizes[0] or n > sizes[-1]) else None  # no candidate further out
+
+
+def budget_optimum(results: Sequence[LabResult]) -> float | None:
+    """N at the vertex of the parabola through the mean losses (None if fewer than 3 finite sizes)."""
+    from scaling.isoflops import Run, optimal_point
+
+    means = {n: v for n, v in mean_losses(results).items() if math.isfinite(v)}
+    if len(means) < 3:
+        return None
+    budget = results[0].request.train_flops
+    return optimal_point([Run(n, budget, v) for n, v in means.items()], "parabola").parameters
+
+
+class _Pool:
+    """Runs a batch of requests: in this process, or over ``workers`` processes (largest N first,
+    results in request order). One pool serves the whole sweep, so workers import torch once."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.executor = None
+
+    def __enter__(self) -> _Pool:
+        if self.workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+            self.executor = ProcessPoolExecutor(self.workers, mp_context=context)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=exc[0] is None, cancel_futures=True)
+
+    def run(
+        self, requests: list[LabRequest], ledger: Ledger, lab: LabConfig, runner: Runner
+    ) -> list[LabResult]:
+        if self.executor is None:
+            return [query(r, ledger, lab, runner) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: -requests[i].d_model * requests[i].num_layers)
+        futures = {
+            i: self.executor.submit(_query_in_worker, requests[i], str(ledger.path), lab, runner)
+            for i in order
+        }
+        return [futures[i].result() for i in range(len(requests))]
+
+
+def _query_in_worker(request: LabRequest, db_path: str, lab: LabConfig, runner: Runner) -> LabResult:
+    return query(request, Ledger(db_path), lab, runner)
 
 
 def isoflops_runs(results: Sequence[LabResult]) -> tuple[list, list[LabResult]]:

@@ -1,20 +1,21 @@
-"""The budgeted scaling lab: train real models against a FLOPs budget and fit scaling laws to them.
+"""The budgeted scaling lab: train real models against a FLOPs budget and predict far beyond it.
 
-Four commands share one SQLite ledger (``--db-path``); every run is charged once and cached, so an
+Six commands share one SQLite ledger (``--db-path``); every run is charged once and cached, so an
 interrupted sweep resumes by running the same command again::
 
-    python scripts/scaling_lab.py sweep                          # the demo: IsoFLOPs sweep, fits, plots
-    python scripts/scaling_lab.py sweep --budgets 1e10 3e10 1e11 3e11 --total-budget 1e13
+    python scripts/scaling_lab.py sweep      # IsoFLOPs sweep (1e10-1e12 FLOPs), fits with intervals, plots
+    python scripts/scaling_lab.py predict    # the submission: N_opt, D_opt, loss at 100x the sweep (JSON)
+    python scripts/scaling_lab.py check      # train at the submission's budget; where does the loss land?
     python scripts/scaling_lab.py query --d-model 64 --num-layers 2 --num-heads 4 \\
-        --batch-size 16 --learning-rate 3e-3 --train-flops 1e11
-    python scripts/scaling_lab.py status                         # budget left and every finished run
+        --batch-size 16 --learning-rate 1e-2 --train-flops 1e11 --seed 0
+    python scripts/scaling_lab.py status     # budget left and every finished run
     python scripts/scaling_lab.py flops --d-model 64 --num-layers 2 --num-heads 4 \\
         --batch-size 16 --learning-rate 1e-2 --train-flops 1e11   # where a request's FLOPs go
 
-The default sweep (budgets 1e10, 3e10, 1e11 FLOPs of 6ND, 6 model sizes each, on the built-in corpus
-with a 512-token BPE) trains 18 models in about 15 minutes on 2 busy CPU cores (one torch thread per
-run); a first run also trains the tokenizer (seconds). Runs go under ``--out-dir``, plots and
-``runs.json`` under ``<out-dir>/fits``.
+The default sweep (budgets 3e10, 1e11, 3e11 and 1e12 FLOPs of 6ND; 5 sizes placed around the
+predicted optimum, 2 seeds each; per-size learning rate and batch size: scaling/sweep.py) trains 40
+models on the built-in corpus in two worker processes; see the README for measured times. Plots,
+``runs.json`` and ``submission.json`` go under ``<out-dir>/fits``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import argparse
 import json
 import math
 import sqlite3
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,14 +37,24 @@ from basics.cli import (
     positive_int,
     run_main,
 )
+from basics.files import atomic_write
 from scaling.flops import format_flops_table
-from scaling.lab import LabConfig, TrainingRunner, model_config_for, plan_run, query
-from scaling.ledger import BudgetExceeded, LabRequest, LabResult, Ledger
-from scaling.sweep import SweepConfig, isoflops_runs, run_sweep, sweep_requests
+from scaling.lab import LabConfig, model_config_for, plan_run, query
+from scaling.ledger import LabRequest, LabResult, Ledger
+from scaling.prediction import (
+    SweepPoint,
+    aggregate_seeds,
+    bootstrap_sweep,
+    format_sweep_report,
+    grade_submission,
+    make_submission,
+    plot_sweep,
+)
+from scaling.sweep import SweepConfig, check_request, run_sweep
 
 HEADER = (
-    f"{'budget C':>9} {'d_model':>7} {'layers':>6} {'heads':>5} {'N':>9} {'steps':>6} {'tokens':>10} "
-    f"{'train':>7} {'val':>7} {'seconds':>8} {'charged':>9}"
+    f"{'budget C':>9} {'d_model':>7} {'layers':>6} {'heads':>5} {'seed':>4} {'N':>9} {'batch':>5} {'lr':>7} "
+    f"{'steps':>6} {'tokens':>10} {'train':>7} {'val':>7} {'seconds':>8} {'charged':>9}"
 )
 
 
@@ -52,50 +62,121 @@ def row(r: LabResult) -> str:
     q = r.request
     charged = "cached" if r.cached else f"{r.charged:.3g}"
     return (
-        f"{q.train_flops:>9.3g} {q.d_model:>7} {q.num_layers:>6} {q.num_heads:>5} {r.parameters:>9,} "
-        f"{r.steps:>6} {r.tokens:>10,} {r.train_loss:>7.4f} {r.val_loss:>7.4f} {r.seconds:>8.1f} {charged:>9}"
+        f"{q.train_flops:>9.3g} {q.d_model:>7} {q.num_layers:>6} {q.num_heads:>5} {q.seed:>4} {r.parameters:>9,} "
+        f"{q.batch_size:>5} {q.learning_rate:>7.4f} {r.steps:>6} {r.tokens:>10,} {r.train_loss:>7.4f} "
+        f"{r.val_loss:>7.4f} {r.seconds:>8.1f} {charged:>9}"
     )
 
 
-def fit_and_plot(results: list[LabResult], out_dir: Path, bootstrap: int) -> None:
-    from scaling.chinchilla import bootstrap_chinchilla, format_chinchilla_report
-    from scaling.isoflops import (
-        bootstrap_isoflops,
-        edge_optima,
-        fit_isoflops,
-        format_isoflops_report,
-        plot_isoflops,
-        save_runs,
-    )
+def sweep_points(results: list[LabResult], sweep: SweepConfig) -> list[SweepPoint]:
+    """The sweep's finished runs (its budgets and seeds; diverged runs reported and left out) by point."""
+    budgets = {float(b) for b in sweep.budgets}
+    chosen = [r for r in results if r.request.train_flops in budgets and r.request.seed < sweep.seeds]
+    for r in chosen:
+        if not math.isfinite(r.val_loss):
+            print(f"left out of the fits (loss not finite, the run diverged): {r.request}")
+    records = [
+        (r.request.train_flops, r.parameters, r.tokens, r.val_loss)
+        for r in chosen
+        if math.isfinite(r.val_loss)
+    ]
+    return aggregate_seeds(records)
 
-    runs, left_out = isoflops_runs(results)
-    for r in left_out:
-        print(f"left out of the fits (loss not finite, the run diverged): {r.request}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"\nruns (interchange JSON): {save_runs(runs, out_dir / 'runs.json')}")
-    try:
-        fit = fit_isoflops(runs, "parabola")
-        boot = bootstrap_isoflops(runs, (1e13, 1e15, 1e23), bootstrap, method="parabola")
-    except ValueError as error:
-        print(f"cannot fit IsoFLOPs laws: {error}")
-        return
-    print("\n" + format_isoflops_report(fit, boot))
-    for budget in edge_optima(runs):
-        print(f"warning: at C = {budget:.3g} the lowest loss is at the edge of the sizes tried")
-    try:
-        finished = [r for r in results if math.isfinite(r.val_loss)]  # with the tokens each run really saw
-        chinchilla = bootstrap_chinchilla(
-            [r.parameters for r in finished],
-            [r.tokens for r in finished],
-            [r.val_loss for r in finished],
-            num_samples=max(2, bootstrap // 10),
+
+def print_points(points: list[SweepPoint]) -> None:
+    print(f"\n{'budget C':>9} {'N':>9} {'D':>11} {'seeds':>5} {'mean loss':>9} {'spread':>7}  losses")
+    for p in points:
+        losses = " ".join(f"{x:.4f}" for x in p.losses)
+        print(
+            f"{p.compute_budget:>9.3g} {p.parameters:>9,.0f} {p.tokens:>11,.0f} {len(p.losses):>5} "
+            f"{p.mean:>9.4f} {p.spread:>7.4f}  {losses}"
         )
-        print("\n" + format_chinchilla_report(chinchilla, (1e13, 1e15, 1e23)))
-    except ValueError as error:
-        print(f"cannot fit the parametric law: {error}")
+
+
+def fit_and_report(points: list[SweepPoint], sweep: SweepConfig, out_dir: Path, args) -> dict:
+    """Bootstrap the fits, print the report, save the plots; returns the submission."""
+    target = args.target_budget or 100 * max(sweep.budgets)
+    boot = bootstrap_sweep(points, target, args.bootstrap, args.level)
+    print("\n" + format_sweep_report(boot))
+    for budget, optimum in zip(sorted(boot.optima), boot.fit.isoflops.points):
+        sizes = [p.parameters for p in points if p.compute_budget == budget]
+        if not min(sizes) < optimum.parameters < max(sizes):
+            print(f"warning: at C = {budget:.3g} the optimum is at the edge of the sizes tried")
     print("\nplots:")
-    for path in plot_isoflops(runs, fit, out_dir):
+    for path in plot_sweep(points, boot, out_dir):
         print(f"  {path}")
+    submission = make_submission(boot)
+    submission["sweep"] = asdict(sweep)
+    return submission
+
+
+def write_json(data, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def command_sweep(args, lab: LabConfig, ledger: Ledger) -> int:
+    sweep = config_from_arguments(SweepConfig, args)
+    print(f"ledger {ledger.path}: remaining {ledger.remaining():.4g} of {ledger.total_budget:.4g} FLOPs")
+    print(f"settings: {json.dumps(asdict(sweep))}")
+    print(HEADER)
+    results = []
+    warn = lambda message: print(f"warning: {message}", flush=True)  # noqa: E731
+    for result in run_sweep(sweep, ledger, lab, on_warning=warn):
+        results.append(result)
+        print(row(result), flush=True)
+    print(
+        f"\nspent {ledger.spent():.4g} of {ledger.total_budget:.4g} FLOPs; "
+        f"exact matmul FLOPs of these runs {sum(r.exact_flops for r in results):.4g}"
+    )
+    points = sweep_points(results, sweep)
+    print_points(points)
+    out_dir = Path(lab.out_dir) / "fits"
+    runs = [
+        {"parameters": p.parameters, "compute_budget": p.compute_budget, "final_loss": p.mean} for p in points
+    ]
+    print(f"\nruns (interchange JSON, seed means): {write_json(runs, out_dir / 'runs.json')}")
+    submission = fit_and_report(points, sweep, out_dir, args)
+    print(f"submission: {write_json(submission, out_dir / 'submission.json')}")
+    return 0 if all(math.isfinite(r.val_loss) for r in results) else 1
+
+
+def command_predict(args, lab: LabConfig, ledger: Ledger) -> int:
+    sweep = config_from_arguments(SweepConfig, args)
+    points = sweep_points(ledger.results(), sweep)
+    if not points:
+        raise ValueError(
+            f"ledger {ledger.path} holds no finished runs of the sweep's budgets; run `sweep` first"
+        )
+    print_points(points)
+    submission = fit_and_report(points, sweep, Path(lab.out_dir) / "fits", args)
+    path = Path(args.submission or Path(lab.out_dir) / "fits" / "submission.json")
+    print(f"submission: {write_json(submission, path)}")
+    return 0
+
+
+def command_check(args, lab: LabConfig, ledger: Ledger) -> int:
+    """Train the shape nearest the submission's N_opt at its budget (the sweep's rules for learning
+    rate and batch size) and say where the loss and size fall in the predicted intervals."""
+    path = Path(args.submission or Path(lab.out_dir) / "fits" / "submission.json")
+    if not path.is_file():
+        raise FileNotFoundError(f"no submission at {path}; run `predict` first")
+    submission = json.loads(path.read_text())
+    sweep = SweepConfig(**{k: tuple(v) if k == "budgets" else v for k, v in submission["sweep"].items()})
+    target = float(submission["target_budget"])
+    request = check_request(float(submission["parameters"]["estimate"]), target, sweep, lab, args.seed)
+    print(f"check: training {request} ({plan_run(request, lab).steps} steps)", flush=True)
+    result = query(request, ledger, lab)
+    print(HEADER)
+    print(row(result))
+    grade = grade_submission(submission, result.val_loss, result.parameters)
+    print(f"predicted loss {submission['loss']}; measured {result.val_loss:.4f}: {grade['loss']}")
+    print(
+        f"predicted N_opt {submission['parameters']}; trained N = {result.parameters:,}: {grade['parameters']}"
+    )
+    return 0 if grade["inside"] else 1
 
 
 def open_ledger(path: str | Path, total_budget: float | None = None) -> Ledger:
@@ -109,16 +190,32 @@ def open_ledger(path: str | Path, total_budget: float | None = None) -> Ledger:
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    sweep = commands.add_parser("sweep", help="IsoFLOPs sweep, then both fits and the plots")
     lab_types = {"db_path": output_file, "out_dir": output_dir}
-    add_config_arguments(sweep, LabConfig, types=lab_types)
-    add_config_arguments(sweep, SweepConfig)
-    sweep.add_argument(
-        "--bootstrap", type=positive_int, default=200, help="IsoFLOPs bootstrap resamples (default: 200)"
+    for name, text in (
+        ("sweep", "IsoFLOPs sweep, fits with intervals, plots, submission"),
+        ("predict", "fit the ledger's sweep runs and write the submission (JSON)"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        add_config_arguments(sub, LabConfig, types=lab_types)
+        add_config_arguments(sub, SweepConfig)
+        sub.add_argument(
+            "--bootstrap", type=positive_int, default=200, help="bootstrap resamples (default: 200)"
+        )
+        sub.add_argument("--level", type=float, default=0.9, help="interval level (default: 0.9)")
+        sub.add_argument(
+            "--target-budget", type=float, default=None, help="predict here (default: 100x the top budget)"
+        )
+        sub.add_argument(
+            "--submission",
+            default=None,
+            help="where predict writes (default: <out-dir>/fits/submission.json)",
+        )
+    check = commands.add_parser("check", help="train at the submission's budget and grade the prediction")
+    add_config_arguments(check, LabConfig, types=lab_types)
+    check.add_argument(
+        "--submission", type=input_file, default=None, help="default: <out-dir>/fits/submission.json"
     )
-    sweep.add_argument(
-        "--dry-run", action="store_true", help="list the requests and their cost, train nothing"
-    )
+    check.add_argument("--seed", type=int, default=0, help="seed of the check run (default: 0)")
     one = commands.add_parser("query", help="submit one request")
     add_config_arguments(one, LabConfig, types=lab_types)
     add_config_arguments(one, LabRequest)
@@ -146,7 +243,6 @@ def main(argv: list[str] | None = None) -> int:
         for result in ledger.results():
             print(row(result))
         return 0
-
     lab = config_from_arguments(LabConfig, args)
     if args.command == "flops":
         request = config_from_arguments(LabRequest, args)
@@ -157,42 +253,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "query":  # the request is checked before the ledger is opened (or created)
         request = config_from_arguments(LabRequest, args)
         plan_run(request, lab)
-    else:
-        sweep_config = config_from_arguments(SweepConfig, args)
-    try:
-        ledger = open_ledger(lab.db_path, lab.total_budget)
-        if args.command == "query":
-            result = query(request, ledger, lab)
-            print(HEADER)
-            print(row(result))
-            print(json.dumps({"train_loss": result.train_loss, "val_loss": result.val_loss}))
-            return 0
-        requests = sweep_requests(sweep_config, lab)
-        cost = sum(r.train_flops for r in requests)
-        print(
-            f"sweep: {len(requests)} runs, {cost:.4g} FLOPs if none is cached; "
-            f"ledger {ledger.path}: remaining {ledger.remaining():.4g} of {ledger.total_budget:.4g}"
-        )
-        print(f"settings: {json.dumps(asdict(sweep_config))}")
-        if args.dry_run:
-            for r in requests:
-                print(f"  {r}")
-            return 0
-        runner = TrainingRunner(lab)
+    elif args.command in ("sweep", "predict"):
+        config_from_arguments(SweepConfig, args)  # checked before the ledger is opened (or created)
+    ledger = open_ledger(lab.db_path, lab.total_budget)
+    if args.command == "query":
+        result = query(request, ledger, lab)
         print(HEADER)
-        results = []
-        for result in run_sweep(requests, ledger, lab, runner):
-            results.append(result)
-            print(row(result), flush=True)
-    except (BudgetExceeded, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(
-        f"\nspent {ledger.spent():.4g} of {ledger.total_budget:.4g} FLOPs; "
-        f"exact matmul FLOPs of these runs {sum(r.exact_flops for r in results):.4g}"
-    )
-    fit_and_plot(results, Path(lab.out_dir) / "fits", args.bootstrap)
-    return 0 if all(math.isfinite(r.val_loss) for r in results) else 1
+        print(row(result))
+        print(json.dumps({"train_loss": result.train_loss, "val_loss": result.val_loss}))
+        return 0
+    handler = {"sweep": command_sweep, "predict": command_predict, "check": command_check}[args.command]
+    return handler(args, lab, ledger)
 
 
 if __name__ == "__main__":

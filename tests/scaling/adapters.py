@@ -266,22 +266,19 @@ def run_lab_remaining(db_path) -> float:
 
 
 def run_lab_sweep(
-    db_path,
-    total_budget,
-    budgets,
-    runner=None,
-    sizes_per_budget=3,
-    batch_size=4,
-    learning_rate=3e-3,
-    **lab_fields,
+    db_path, total_budget, budgets, runner=None, sizes_per_budget=3, seeds=1, max_extra_sizes=0, **lab_fields
 ) -> list[dict]:
-    """An IsoFLOPs sweep through the lab; returns one record per run:
-    ``{"parameters", "compute_budget", "final_loss", "train_loss", "cached", "charged"}``."""
+    """An IsoFLOPs sweep through the lab, sizes placed by the sweep's own rules; one record per run:
+    ``{"parameters", "compute_budget", "final_loss", "train_loss", "cached", "charged", "seed",
+    "learning_rate", "batch_size", "d_model"}``. ``runner`` (a fake taking the request as a dict)
+    runs in this process; None trains for real (in this process too: one worker)."""
     from scaling.ledger import Ledger
-    from scaling.sweep import SweepConfig, run_sweep, sweep_requests
+    from scaling.sweep import SweepConfig, run_sweep
 
     config = _lab_config(db_path, total_budget, lab_fields)
-    sweep = SweepConfig(tuple(budgets), sizes_per_budget, batch_size=batch_size, learning_rate=learning_rate)
+    sweep = SweepConfig(
+        tuple(budgets), sizes_per_budget, seeds=seeds, max_extra_sizes=max_extra_sizes, workers=1
+    )
     ledger = Ledger(db_path, total_budget)
     return [
         {
@@ -289,11 +286,91 @@ def run_lab_sweep(
             "compute_budget": r.request.train_flops,
             "final_loss": r.val_loss,
             "train_loss": r.train_loss,
+            "tokens": r.tokens,
             "cached": r.cached,
             "charged": r.charged,
+            "seed": r.request.seed,
+            "learning_rate": r.request.learning_rate,
+            "batch_size": r.request.batch_size,
+            "d_model": r.request.d_model,
         }
-        for r in run_sweep(sweep_requests(sweep, config), ledger, config, _lab_runner(runner))
+        for r in run_sweep(sweep, ledger, config, _lab_runner(runner))
     ]
 
 
 # (end of section: budgeted lab)
+
+
+# ---- the sweep's rules and its prediction (scaling/sweep.py, scaling/prediction.py) ----
+def run_sweep_learning_rate(d_model, **sweep_fields) -> float:
+    """Peak learning rate the sweep gives a model of width ``d_model``."""
+    from scaling.sweep import SweepConfig, learning_rate_for
+
+    return learning_rate_for(d_model, SweepConfig(**sweep_fields))
+
+
+def run_sweep_batch_size(tokens, context_length, **sweep_fields) -> int:
+    """Sequences per step the sweep gives a run of ``tokens`` tokens."""
+    from scaling.sweep import SweepConfig, batch_size_for
+
+    return batch_size_for(tokens, context_length, SweepConfig(**sweep_fields))
+
+
+def run_place_sizes(centre, sizes_per_budget=5, size_spacing=2.0, **lab_fields) -> list[int]:
+    """Non-embedding N of the shapes the sweep places around ``centre``, ascending."""
+    from scaling.lab import LabConfig
+    from scaling.sweep import SweepConfig, place_sizes, shape_parameters
+
+    lab = LabConfig(**lab_fields)
+    sweep = SweepConfig(sizes_per_budget=sizes_per_budget, size_spacing=size_spacing)
+    return [shape_parameters(s, lab) for s in place_sizes(centre, sweep, lab)]
+
+
+def run_aggregate_seeds(records) -> list[dict]:
+    """``[(compute_budget, parameters, tokens, loss)]`` -> one ``{"compute_budget", "parameters",
+    "mean", "spread", "seeds"}`` per point (spread: sample standard deviation)."""
+    from scaling.prediction import aggregate_seeds
+
+    return [
+        {"compute_budget": p.compute_budget, "parameters": p.parameters, "mean": p.mean, "spread": p.spread,
+         "seeds": len(p.losses)}
+        for p in aggregate_seeds(records)
+    ]  # fmt: skip
+
+
+def run_bootstrap_sweep(records, target_budget, num_samples=100, level=0.9, seed=0, sizes=True) -> dict:
+    """Two-level bootstrap of the sweep's fits; ``{name: (estimate, low, high)}`` for
+    ``parameters_exponent``, ``parameters``, ``tokens``, ``loss`` (the last three at ``target_budget``)."""
+    from scaling.prediction import aggregate_seeds, bootstrap_sweep
+
+    boot = bootstrap_sweep(aggregate_seeds(records), target_budget, num_samples, level, seed, sizes)
+    return {
+        name: (i.estimate, i.low, i.high)
+        for name, i in (("parameters_exponent", boot.parameters_exponent), ("parameters", boot.parameters),
+                        ("tokens", boot.tokens), ("loss", boot.loss))
+    }  # fmt: skip
+
+
+def run_predict(records, target_budget, num_samples=100, level=0.9) -> dict:
+    """The submission (JSON-ready dict) for sweep ``records`` at ``target_budget``."""
+    from scaling.prediction import aggregate_seeds, bootstrap_sweep, make_submission
+
+    return make_submission(bootstrap_sweep(aggregate_seeds(records), target_budget, num_samples, level))
+
+
+def run_check(submission, db_path, total_budget, runner, **lab_fields) -> dict:
+    """Train (``runner``: a fake taking the request as a dict) the run that checks ``submission``
+    and grade it: ``{"inside": bool, "loss": str, "parameters": str, "request": dict}``."""
+    from dataclasses import asdict
+
+    from scaling.lab import query
+    from scaling.ledger import Ledger
+    from scaling.prediction import grade_submission
+    from scaling.sweep import SweepConfig, check_request
+
+    config = _lab_config(db_path, total_budget, lab_fields)
+    request = check_request(
+        submission["parameters"]["estimate"], submission["target_budget"], SweepConfig(), config
+    )
+    result = query(request, Ledger(db_path, total_budget), config, _lab_runner(runner))
+    return {**grade_submission(submission, result.val_loss, result.parameters), "request": asdict(request)}

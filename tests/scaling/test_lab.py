@@ -60,6 +60,15 @@ def test_query_charges_once_and_caches(adapters, tmp_path):
     assert adapters.run_lab_remaining(db) == pytest.approx(BUDGET - 2e10)
 
 
+def test_seed_is_part_of_the_request(adapters, tmp_path):
+    """Another seed of the same config is another run: charged and trained, not a cache hit."""
+    db, runner = tmp_path / "ledger.sqlite", CountingRunner()
+    adapters.run_lab_query(db, BUDGET, request(seed=0), runner)
+    second = adapters.run_lab_query(db, BUDGET, request(seed=1), runner)
+    assert second["cached"] is False and len(runner.calls) == 2
+    assert adapters.run_lab_spent(db) == pytest.approx(2e10)
+
+
 def test_over_budget_is_refused_with_remaining_budget(adapters, tmp_path):
     db, runner = tmp_path / "ledger.sqlite", CountingRunner()
     adapters.run_lab_query(db, 5e10, request(3e10), runner)
@@ -182,13 +191,13 @@ def test_interrupted_sweep_resumes_without_double_charge(adapters, tmp_path):
 
     first = Interrupting()
     with pytest.raises(KeyboardInterrupt):
-        adapters.run_lab_sweep(db, BUDGET, budgets, first, sizes_per_budget=3, batch_size=2)
+        adapters.run_lab_sweep(db, BUDGET, budgets, first, sizes_per_budget=3)
     spent_before = adapters.run_lab_spent(db)
     assert len(first.calls) == 3
     assert spent_before == pytest.approx(sum(r["train_flops"] for r in first.calls) + budgets[1])
 
     second = CountingRunner()
-    records = adapters.run_lab_sweep(db, BUDGET, budgets, second, sizes_per_budget=3, batch_size=2)
+    records = adapters.run_lab_sweep(db, BUDGET, budgets, second, sizes_per_budget=3)
     assert len(records) == 6
     assert len(second.calls) == 3  # only the interrupted run and the two never started
     assert sum(r["cached"] for r in records) == 3
@@ -197,7 +206,7 @@ def test_interrupted_sweep_resumes_without_double_charge(adapters, tmp_path):
     assert sum(r["charged"] for r in records) == pytest.approx(expected_spend - spent_before)
     # A third run of the same sweep is all cache hits and costs nothing.
     third = CountingRunner()
-    again = adapters.run_lab_sweep(db, BUDGET, budgets, third, sizes_per_budget=3, batch_size=2)
+    again = adapters.run_lab_sweep(db, BUDGET, budgets, third, sizes_per_budget=3)
     assert third.calls == [] and all(r["cached"] for r in again)
     assert [r["final_loss"] for r in again] == [r["final_loss"] for r in records]
     assert adapters.run_lab_spent(db) == pytest.approx(expected_spend)
@@ -206,9 +215,7 @@ def test_interrupted_sweep_resumes_without_double_charge(adapters, tmp_path):
 def test_sweep_that_does_not_fit_is_refused_up_front(adapters, tmp_path):
     runner = CountingRunner()
     with pytest.raises(ValueError, match="(?i)remaining"):
-        adapters.run_lab_sweep(
-            tmp_path / "l.sqlite", 5e9, (1e9, 3e9), runner, sizes_per_budget=3, batch_size=2
-        )
+        adapters.run_lab_sweep(tmp_path / "l.sqlite", 5e9, (1e9, 3e9), runner, sizes_per_budget=3)
     assert runner.calls == []
 
 
@@ -238,24 +245,20 @@ def test_tiny_end_to_end_sweep_trains_real_models(adapters, tmp_path):
         train_data=str(train),
         val_data=str(val),
         out_dir=str(tmp_path / "runs"),
-        eval_batches=4,
+        val_windows=64,
     )
     db = tmp_path / "ledger.sqlite"
-    records = adapters.run_lab_sweep(
-        db, 1e11, (2e8, 6e8), None, sizes_per_budget=3, batch_size=8, learning_rate=1e-2, **lab
-    )
+    records = adapters.run_lab_sweep(db, 1e11, (1e9, 3e9), None, sizes_per_budget=3, **lab)
     assert len(records) == 6
     for r in records:
         assert math.isfinite(r["final_loss"]) and r["final_loss"] < math.log(vocab)
     best_per_budget = {
-        c: min(r["final_loss"] for r in records if r["compute_budget"] == c) for c in (2e8, 6e8)
+        c: min(r["final_loss"] for r in records if r["compute_budget"] == c) for c in (1e9, 3e9)
     }
-    assert best_per_budget[6e8] < best_per_budget[2e8]  # more compute, lower best loss
+    assert best_per_budget[3e9] < best_per_budget[1e9]  # more compute, lower best loss
     spent = adapters.run_lab_spent(db)
-    assert spent == pytest.approx(3 * 2e8 + 3 * 6e8)
-    again = adapters.run_lab_sweep(
-        db, 1e11, (2e8, 6e8), None, sizes_per_budget=3, batch_size=8, learning_rate=1e-2, **lab
-    )
+    assert spent == pytest.approx(3 * 1e9 + 3 * 3e9)
+    again = adapters.run_lab_sweep(db, 1e11, (1e9, 3e9), None, sizes_per_budget=3, **lab)
     assert all(r["cached"] for r in again) and adapters.run_lab_spent(db) == spent
 
 
