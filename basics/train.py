@@ -253,9 +253,10 @@ def train_step(job: TrainJob) -> tuple[Tensor, Tensor]:
     on the device (reading them would make the host wait for the GPU)."""
     config = job.config
     # Every rank draws the same global batch (so N ranks reproduce one process) and keeps its slice.
+    # x, y: (batch, seq) each.
     x, y = get_batch(
         job.train_data, config.batch_size, config.model.context_length, job.device, generator=job.data_rng
-    )  # (batch, seq) each
+    )
     job.optimizer.zero_grad(set_to_none=True)  # None, not zeros: the first backward assigns
     # Gradients accumulate over the micro-batches (each loss scaled by 1/grad_accum_steps) and,
     # under a distributed strategy, are averaged over the ranks.

@@ -38,9 +38,8 @@ def normalize_text_reference(text: str) -> str:
     'cafe cremebrulee ok'
     """
     text = unicodedata.normalize("NFD", text.lower())
-    text = "".join(
-        ch for ch in text if not unicodedata.combining(ch)
-    )  # accents are combining marks after NFD
+    # After NFD an accent is a separate combining mark ("é" -> "e" + U+0301): drop the marks.
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = _PUNCTUATION.sub("", text)
     return _WHITESPACE.sub(" ", text).strip()
 

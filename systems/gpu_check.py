@@ -398,9 +398,8 @@ def check_cpu_vs_gpu(config: GpuCheckConfig, device: torch.device) -> list[Check
     with tempfile.TemporaryDirectory() as tmp:
         run = dict(steps=config.compare_steps, batch=8, compile=False)
         cpu = [r["loss"] for r in _train_records(_SMALL_MODEL, torch.device("cpu"), Path(tmp), **run)]
-        modes = (
-            ((False, 1e-4), (True, 2e-2)) if device.type == "cuda" else ((False, 1e-4),)
-        )  # autocast: CUDA only
+        # (autocast, tolerance): bf16 autocast only on CUDA, with a looser tolerance for its rounding.
+        modes = ((False, 1e-4), (True, 2e-2)) if device.type == "cuda" else ((False, 1e-4),)
         for autocast, tolerance in modes:
             ours = [
                 r["loss"] for r in _train_records(_SMALL_MODEL, device, Path(tmp), autocast=autocast, **run)
