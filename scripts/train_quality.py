@@ -58,8 +58,10 @@ def download_sources(folder: Path) -> None:
         stem = distribution.replace("-", "_")
         if any((folder / f"{n}-{version}.tar.gz").is_file() for n in (stem, distribution)):
             continue
+        # pip prepares an sdist's metadata before saving it; with build isolation it fetches the build
+        # backend itself (--no-build-isolation fails where e.g. hatchling is not installed).
         command = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps"]
-        command += ["--no-build-isolation", "-q", "-d", str(folder), f"{distribution}=={version}"]
+        command += ["-q", "-d", str(folder), f"{distribution}=={version}"]
         print("$", " ".join(command[2:]), flush=True)
         subprocess.run(command, check=True)
 
