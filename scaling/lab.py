@@ -8,10 +8,14 @@ data):
     request (d_model, num_layers, num_heads, batch_size, learning_rate, train_flops, seed)
       -> validate -> charge the SQLite ledger -> train -> (train loss, validation loss), cached
 
-Compute convention (Kaplan et al. 2020; Hoffmann et al. 2022): ``train_flops = C = 6·N·D`` with
-``N`` the non-embedding parameters (scaling/flops.py), so a run trains on ``D = C / (6N)`` tokens,
-rounded to whole steps of ``batch_size × context_length`` tokens. The exact matmul count of each run
-(which also pays for attention scores and the output head) is recorded beside it.
+Compute convention (Hoffmann et al. 2022): ``train_flops = C = 6·N·D`` with ``N`` *all* parameters
+(scaling/flops.py), so a run trains on ``D = C / (6N)`` tokens, rounded to whole steps of
+``batch_size × context_length`` tokens. The exact matmul count of each run (attention scores and
+output head included) is recorded beside it. Why all parameters, not Kaplan et al.'s non-embedding
+count: in models this small the embedding and output head are most of the weights and the head most
+of the compute (a width-16 model has 3K block parameters beside 16K embedding and head ones), so
+leaving them out makes a small model's compute look free and pulls every optimum to the smallest
+size; Pearce & Song (2024) trace Kaplan's and Chinchilla's different exponents to this very choice.
 
 The ledger (scaling/ledger.py) charges each request once, never past the total budget, and caches
 its result; this module validates a request, plans its steps and trains it.
@@ -78,8 +82,8 @@ class LabConfig:
 class RunPlan:
     """How a validated request will be trained."""
 
-    parameters: int  # non-embedding N (the N in C = 6ND)
-    total_parameters: int
+    parameters: int  # all parameters: the N in C = 6ND
+    non_embedding_parameters: int  # Kaplan et al.'s N, for reference
     steps: int
     tokens: int  # steps × batch_size × context_length
     exact_flops: float  # matmul count for those tokens (3 × forward)
@@ -139,14 +143,14 @@ def plan_run(request: LabRequest, config: LabConfig) -> RunPlan:
     model = model_config_for(request, config)
     counts = count_parameters(model)
     tokens_per_step = request.batch_size * config.context_length
-    steps = round(flops / (6 * counts.non_embedding) / tokens_per_step)
+    steps = round(flops / (6 * counts.total) / tokens_per_step)
     if steps < config.min_steps:
         raise ValueError(
-            f"train_flops={flops:.3g} buys {steps} steps of {tokens_per_step} tokens for N={counts.non_embedding:,}; "
+            f"train_flops={flops:.3g} buys {steps} steps of {tokens_per_step} tokens for N={counts.total:,}; "
             f"the lab needs at least {config.min_steps}"
         )
     tokens = steps * tokens_per_step
-    return RunPlan(counts.non_embedding, counts.total, steps, tokens, training_flops(model, tokens))
+    return RunPlan(counts.total, counts.non_embedding, steps, tokens, training_flops(model, tokens))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -324,7 +324,7 @@ def _plot_profiles(points: Sequence[SweepPoint], boot: SweepBootstrap, path):
             capsize=3,
         )
     ax.set_xscale("log")
-    ax.set_xlabel("non-embedding parameters N")
+    ax.set_xlabel("parameters N (all, as in C = 6ND)")
     ax.set_ylabel("validation loss (mean over seeds, bars: spread)")
     ax.set_title(f"IsoFLOP profiles (star: parabola vertex, bars: {boot.level:.0%} interval)")
     ax.legend(fontsize=8)
@@ -362,7 +362,7 @@ def _plot_optima(boot: SweepBootstrap, path):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("compute budget C (FLOPs, 6ND)")
-    ax.set_ylabel("N_opt (non-embedding parameters)")
+    ax.set_ylabel("N_opt (parameters)")
     ax.legend(fontsize=8)
     return _save(fig, path)
 

@@ -18,7 +18,8 @@ What makes a small sweep measure the model rather than the noise:
   exponent 1: Yang et al. 2022), anchored at ``base_learning_rate`` for ``base_width``. The defaults
   were fitted to two probes on this lab's schedule: width 32 at C = 3e10 (loss 3.417, 3.364 at
   lr 0.02, 0.06) and width 64 at C = 3e11 (2.936, 2.970, 3.028 at lr 0.015, 0.03, 0.06): the best
-  learning rate fell faster than 1/d_model between them, so the exponent is 1.5, not 1.
+  learning rate fell faster than 1/d_model between them, so the exponent is 1.5, not 1; the rate is
+  capped at the largest one probed (0.06), which the rule would otherwise exceed below width 32.
 - **A batch size per size** (:func:`batch_size_for`): a power of two chosen so that each run takes
   about ``target_steps`` steps, within ``[smallest_batch, largest_batch]``: a small model trains on
   more tokens and gets a bigger batch, so no run is starved of steps or drowned in them.
@@ -55,6 +56,7 @@ class SweepConfig:
     base_learning_rate: float = 1.5e-2  # peak learning rate at d_model = base_width
     base_width: int = 64  # the width base_learning_rate is for
     lr_exponent: float = 1.5  # lr ∝ (base_width / d_model) ** lr_exponent (µP's rule for Adam: 1)
+    max_learning_rate: float = 0.06  # cap for the narrowest models (the largest rate probed)
     target_steps: int = 400  # batch size chosen so a run takes about this many optimizer steps
     smallest_batch: int = 8  # sequences per step, at least
     largest_batch: int = 256  # and at most
@@ -87,6 +89,7 @@ class SweepConfig:
             ("budgets", self.budgets),
             ("tokens_per_parameter", [self.tokens_per_parameter]),
             ("base_learning_rate", [self.base_learning_rate]),
+            ("max_learning_rate", [self.max_learning_rate]),
             ("size_spacing", [self.size_spacing - 1]),  # > 1: neighbouring sizes must differ
         ):
             if not values or any(not math.isfinite(v) or v <= 0 for v in values):
@@ -100,12 +103,14 @@ class SweepConfig:
 
 
 def learning_rate_for(d_model: int, config: SweepConfig) -> float:
-    """Width rule: ``base_learning_rate · (base_width / d_model) ** lr_exponent``.
+    """Width rule: ``base_learning_rate · (base_width / d_model) ** lr_exponent``, at most
+    ``max_learning_rate``.
 
-    >>> round(learning_rate_for(16, SweepConfig()), 4), round(learning_rate_for(256, SweepConfig()), 6)
-    (0.12, 0.001875)
+    >>> round(learning_rate_for(128, SweepConfig()), 6), learning_rate_for(16, SweepConfig())
+    (0.005303, 0.06)
     """
-    return config.base_learning_rate * (config.base_width / d_model) ** config.lr_exponent
+    rate = config.base_learning_rate * (config.base_width / d_model) ** config.lr_exponent
+    return min(rate, config.max_learning_rate)
 
 
 def batch_size_for(tokens: float, context_length: int, config: SweepConfig) -> int:
@@ -121,22 +126,22 @@ def batch_size_for(tokens: float, context_length: int, config: SweepConfig) -> i
 
 def candidate_shapes(max_d_model: int = 512, max_num_layers: int = 24) -> list[Shape]:
     """Every shape the sweep may use: widths in steps of 8, depth keeping ``d_model / num_layers``
-    between 16 and 64 (a fixed aspect ratio would leave big gaps in N among tiny models), heads of
+    between 8 and 64 (a fixed aspect ratio would leave big gaps in N among tiny models), heads of
     16 dimensions (8 when the width is not a multiple of 16)."""
     shapes = []
-    for d_model in range(16, max_d_model + 1, 8):
+    for d_model in range(8, max_d_model + 1, 8):
         head_dim = 16 if d_model % 16 == 0 else 8
-        for num_layers in range(1, min(d_model // 16, max_num_layers) + 1):
-            if 16 <= d_model / num_layers <= 64:
+        for num_layers in range(1, min(d_model // 8, max_num_layers) + 1):
+            if 8 <= d_model / num_layers <= 64 and (d_model / num_layers >= 16 or d_model < 16):
                 shapes.append((d_model, num_layers, d_model // head_dim))
     return shapes
 
 
 def shape_parameters(shape: Shape, lab: LabConfig) -> int:
-    """Non-embedding N of a shape at the lab's vocabulary and context."""
+    """N (all parameters, the lab's convention) of a shape at the lab's vocabulary and context."""
     d_model, num_layers, num_heads = shape
     request = LabRequest(d_model, num_layers, num_heads, 1, 1e-3, 1.0)
-    return count_parameters(model_config_for(request, lab)).non_embedding
+    return count_parameters(model_config_for(request, lab)).total
 
 
 def nearest_shape(target: float, lab: LabConfig, exclude: Sequence[Shape] = ()) -> Shape:
