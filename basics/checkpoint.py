@@ -92,12 +92,15 @@ def capture_rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "numpy": {
             "kind": str(kind),
+            # A tensor, not an ndarray: weights_only loading refuses numpy objects. int64 holds
+            # every uint32 key exactly; restore casts back.
             "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
             "pos": int(pos),
             "has_gauss": int(has_gauss),
             "cached_gaussian": float(cached_gaussian),
         },
         "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
+        # Dropout on a GPU draws from these; without them a resumed CUDA run would diverge.
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
     return state
@@ -142,13 +145,13 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "torch_version": str(torch.__version__),  # TorchVersion is not a weights_only-safe type
         "iteration": int(iteration),
-        "model": _unwrap(model).state_dict(),
+        "model": _unwrap(model).state_dict(),  # the plain module's names, loadable without the wrappers
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "rng": capture_rng_state(),
         "config": _plain(config),
         "extra": _plain(extra, "extra"),
     }
-    if not isinstance(out, str | os.PathLike):
+    if not isinstance(out, str | os.PathLike):  # a file object: the caller owns its atomicity
         torch.save(payload, out)
         return
     with atomic_write(out) as f:
@@ -286,7 +289,7 @@ def prune_checkpoints(directory: str | os.PathLike, keep: int) -> list[Path]:
         raise ValueError(f"prune_checkpoints: keep must be positive, got {keep}")
     found = _checkpoints(Path(directory), _ANY_PART)
     iterations = sorted({iteration for iteration, _ in found})
-    doomed = set(iterations[:-keep])
+    doomed = set(iterations[:-keep])  # by iteration, so a step's per-rank parts go together
     removed = [path for iteration, path in found if iteration in doomed]
     for path in removed:
         path.unlink(missing_ok=True)
