@@ -39,6 +39,7 @@ from basics.checkpoint import (
     checkpoint_path,
     latest_checkpoint,
     load_checkpoint,
+    prune_checkpoints,
     read_checkpoint,
     save_checkpoint,
 )
@@ -212,9 +213,7 @@ class StageLoop:
         }
         config = {"stage": self.stage, "settings": dataclasses.asdict(self.config)}
         save_checkpoint(self.model, self.optimizer, step, path, config=config, extra=extra)
-        old = sorted(p for p in self.directory.glob("checkpoint_*.pt") if p != path)
-        for stale in old[:-1]:  # the newest older one stays as a fallback
-            stale.unlink(missing_ok=True)
+        prune_checkpoints(self.directory, keep=2)  # this one and the one before, as a fallback
         self.checkpoint = path
         return path
 
