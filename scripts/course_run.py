@@ -1094,6 +1094,7 @@ def main(argv: list[str] | None = None) -> int:
     config = build_config(args)
     if args.out_dir.exists() and not args.out_dir.is_dir():
         raise ValueError(f"--out-dir is a file: {args.out_dir}")
+    stage_keys(config)  # reads the --warc folder: a missing or empty one fails before anything is written
     from basics.corpus import DEFAULT_CACHE_DIR
 
     course = Course(config, args.out_dir, args.cache_dir or DEFAULT_CACHE_DIR)

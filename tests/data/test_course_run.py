@@ -54,6 +54,20 @@ def test_a_changed_setting_reruns_its_stage_and_everything_downstream(course):
     assert changed_stages(course, num_workers=1) == set()  # how, not what: nothing reruns
 
 
+def test_real_warc_input_is_keyed_by_its_files(course, adapters, tmp_path):
+    """With --warc, a replaced input file reruns every stage that depends on the crawl."""
+    folder = tmp_path / "cc"
+    adapters.run_crawl_sample(
+        ["One short English document about rivers and fields."] * 2, folder, num_shards=1
+    )
+    config = dataclasses.replace(course.PRESETS["quick"], warc=str(folder))
+    before = course.stage_keys(config)
+    shard = next(folder.glob("*.warc.gz"))
+    shard.write_bytes(shard.read_bytes() + b"\n")  # the same name, other content
+    after = course.stage_keys(config)
+    assert {name for name in before if before[name] != after[name]} == set(STAGE_NAMES) - {"sft", "grpo"}
+
+
 def fake_stage(course, calls: list, outputs=("result.txt",)):
     def work(run, folder: Path) -> dict:
         calls.append(sorted(p.name for p in folder.iterdir()))  # what the stage found in its folder
@@ -125,10 +139,13 @@ def test_an_interrupted_stage_resumes_in_its_folder_unless_its_settings_changed(
         (["--out-dir", "X", "--d-model", "66", "--num-heads", "4"], "--d-model"),
         (["--out-dir", "X", "--warc", "no/such/folder"], "no/such/folder"),
         (["--out-dir", "X", "--device", "tpu"], "--device"),
+        (["--out-dir", "X", "--warc", "EMPTY"], "no WARC/WET files"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(tmp_path, args, message):
-    args = [str(tmp_path / "out") if a == "X" else a for a in args]
+    (tmp_path / "empty").mkdir()
+    names = {"X": str(tmp_path / "out"), "EMPTY": str(tmp_path / "empty")}
+    args = [names.get(a, a) for a in args]
     result = run_script(*args)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -162,8 +179,8 @@ def test_help_lists_the_presets_and_the_fields():
 def test_smoke_run_end_to_end_then_a_rerun_skips_every_stage(tmp_path):
     """The smallest preset: every stage runs, the report card lists them and balances the funnel; a
     rerun skips all of them; a changed GRPO setting reruns GRPO and the evaluation only."""
-    out = tmp_path / "course"
-    first = run_script("--out-dir", str(out), "--smoke", timeout=900)
+    out, cache = tmp_path / "course", ["--cache-dir", str(tmp_path / "cache")]  # builds the corpus: ~20 s
+    first = run_script("--out-dir", str(out), "--smoke", *cache, timeout=900)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     report = (out / "report.md").read_text()
     for name in STAGE_NAMES:
@@ -184,11 +201,11 @@ def test_smoke_run_end_to_end_then_a_rerun_skips_every_stage(tmp_path):
     assert all(r["ci_low"] <= r["accuracy"] <= r["ci_high"] for r in evaluation["alignment"])
     assert evaluation["val_loss"] < evaluation["unigram_entropy"]  # the pretrained model learned something
 
-    again = run_script("--out-dir", str(out), "--smoke", timeout=300)
+    again = run_script("--out-dir", str(out), "--smoke", *cache, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("skipped: finished earlier with the same settings") == len(STAGE_NAMES)
 
-    changed = run_script("--out-dir", str(out), "--smoke", "--grpo-steps", "3", timeout=600)
+    changed = run_script("--out-dir", str(out), "--smoke", *cache, "--grpo-steps", "3", timeout=600)
     assert changed.returncode == 0, changed.stderr[-3000:]
     ran = re.findall(r"^\[\d/9\] (\w+): done", changed.stdout, re.MULTILINE)
     assert ran == ["grpo", "evaluate"]
