@@ -150,7 +150,8 @@ def lsh_candidate_pairs(
     pairs: set[tuple[int, int]] = set()
     for band in range(num_bands):
         block = np.ascontiguousarray(signatures[real, band * rows : (band + 1) * rows])
-        # One bucket id per distinct band: rows of bytes compared as a whole.
+        # One bucket id per distinct band: each row's r values viewed as one opaque (void) value of
+        # r * itemsize bytes, so np.unique compares whole bands: (docs, r) -> (docs,) bucket ids.
         _, bucket = np.unique(
             block.view(np.dtype((np.void, block.itemsize * rows))).ravel(), return_inverse=True
         )

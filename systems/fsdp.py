@@ -288,6 +288,7 @@ class _ShardedEmbeddingFunction(torch.autograd.Function):
             num, dim = unit.shape
             # Rows of repeated ids add up; summed in reduce_dtype (fp32) rather than bf16.
             grad_w = grad_out.new_zeros((num, dim), dtype=comm.reduce_dtype)
+            # dW[id] += dOut[position] for every position holding id: (tokens,) ids, (tokens, dim) rows.
             grad_w.index_add_(0, token_ids.reshape(-1), grad_out.reshape(-1, dim).to(comm.reduce_dtype))
             comm.reduce_scatter(unit, grad_w)
         return None, None, None, None
@@ -418,9 +419,9 @@ class FSDP(nn.Module):
     def _gather_full(self, unit: FlatShard, shard: Tensor) -> Tensor:
         if self.world_size == 1:
             return shard.detach()[: unit.numel].view(unit.shape).clone()
-        out = shard.new_empty(unit.padded_numel)
+        out = shard.new_empty(unit.padded_numel)  # (padded_numel,): the ranks' slices in rank order
         all_gather_into(out, shard.detach().contiguous(), self.group)
-        return out[: unit.numel].view(unit.shape)
+        return out[: unit.numel].view(unit.shape)  # drop the padding, restore the weight's shape
 
     def full_state_dict(self) -> dict[str, Tensor]:
         """The unwrapped module's state dict with full weights (master dtype), on every rank.

@@ -94,7 +94,7 @@ def _average(tensors: list[Tensor], group) -> None:
     """All-reduce and average in place, as one flat message."""
     if not tensors or dist.get_world_size(group) == 1:
         return
-    flat = torch.cat([t.reshape(-1).float() for t in tensors])
+    flat = torch.cat([t.reshape(-1).float() for t in tensors])  # (total numel,) fp32
     dist.all_reduce(flat, group=group)
     flat /= dist.get_world_size(group)
     offset = 0
@@ -154,9 +154,9 @@ class _MeshStrategy(Strategy):
     def _sync_data_parallel(self, params, loss: Tensor) -> Tensor:
         """Average gradients (and the logged loss) over the data-parallel groups."""
         _average([p.grad for p in params if p.grad is not None], self.data_group)
-        loss = loss.detach().clone().reshape(1)
+        loss = loss.detach().clone().reshape(1)  # () -> (1,): a piece of _average's flat message
         _average([loss], self.data_group)
-        return loss.reshape(())
+        return loss.reshape(())  # back to a scalar
 
     def close(self) -> None:
         cleanup_distributed()
@@ -176,9 +176,9 @@ class FSDPStrategy(_MeshStrategy):
     def forward_backward(self, loss_fn: LossFn, micro_batches: Sequence[MicroBatch]) -> Tensor:
         total = super().forward_backward(loss_fn, micro_batches)  # each backward reduce-scatters
         self.fsdp.finish_gradient_synchronization()
-        total = total.reshape(1)
+        total = total.reshape(1)  # () -> (1,)
         _average([total], None)  # the whole batch's loss, for the log
-        return total.reshape(())
+        return total.reshape(())  # back to a scalar
 
     def clip_gradients(self, model: nn.Module, max_norm: float) -> Tensor:
         return self.fsdp.clip_gradients(max_norm)
