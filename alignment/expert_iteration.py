@@ -56,6 +56,8 @@ def filter_correct(
     prompts: Sequence[str], responses: Sequence[str], rewards: Sequence[float]
 ) -> list[tuple[str, str]]:
     """The (prompt, response) pairs the verifier accepted (reward > 0.5), duplicates removed, sorted."""
+    # A set: the same correct answer sampled twice would otherwise count double in the SFT data.
+    # Sorted, so the SFT data (and its shuffle) does not depend on sampling order.
     return sorted({(p, r) for p, r, w in zip(prompts, responses, rewards) if w > 0.5})
 
 
@@ -90,6 +92,7 @@ def expert_iteration(
         rngs=rngs,
     )
     for iteration in loop.steps(config.iterations):
+        # Sample -> verify -> keep the correct ones -> SFT on them: the policy imitates its own successes.
         chosen = rng.sample(list(questions), min(config.questions_per_iteration, len(questions)))
         prompts = [p for p, _ in chosen for _ in range(config.samples_per_question)]
         truths = [t for _, t in chosen for _ in range(config.samples_per_question)]
@@ -105,7 +108,7 @@ def expert_iteration(
         rewards = [float(reward_fn(r, t)["reward"]) for r, t in zip(responses, truths)]
         kept = filter_correct(prompts, responses, rewards)
         metrics = {"sample_reward": sum(rewards) / len(rewards), "kept_examples": len(kept)}
-        if kept:
+        if kept:  # a round where nothing was right leaves the policy unchanged
             metrics["sft_loss"] = _sft_round(policy, tokenizer, kept, config, iteration, loop)
         loop.end_step(metrics)
     return loop.result()
@@ -127,7 +130,7 @@ def _sft_round(
         warmup_steps=min(5, config.sft_steps),
         eval_every=0,
         checkpoint_every=0,
-        seed=config.seed + iteration,
+        seed=config.seed + iteration,  # a different batch order each round, reproducible
     )
     try:
         result = train_sft(policy, tokenizer, kept, sft)

@@ -47,7 +47,7 @@ def extract_boxed(text: str) -> str | None:
     if brace < 0:
         rest = text[start + len("\\boxed") :].strip()  # "\boxed 5"
         return rest.split()[0] if rest else None
-    depth = 0
+    depth = 0  # nested braces: "\boxed{\frac{1}{2}}" ends at the brace that brings depth back to 0
     for i in range(brace, len(text)):
         if text[i] == "{":
             depth += 1
@@ -99,9 +99,10 @@ def _math_verify_equal(a: str, b: str) -> bool:
         from math_verify import parse, verify
     except ImportError:
         return False
+    # math_verify's timeouts use signals, which only the main thread may set: elsewhere, none.
     timeout = 5 if threading.current_thread() is threading.main_thread() else None
     try:
-        for left, right in ((a, b), (f"${a}$", f"${b}$")):
+        for left, right in ((a, b), (f"${a}$", f"${b}$")):  # as plain text, then as LaTeX math
             gold, pred = parse(left, parsing_timeout=timeout), parse(right, parsing_timeout=timeout)
             if gold and pred and verify(gold, pred, timeout_seconds=timeout):
                 return True
@@ -125,7 +126,7 @@ def _sympy_equal(a: str, b: str) -> bool:
     try:
         left = parse_expr(a, transformations=transformations, evaluate=True)
         right = parse_expr(b, transformations=transformations, evaluate=True)
-        return bool(sympy.simplify(left - right) == 0)
+        return bool(sympy.simplify(left - right) == 0)  # equal as expressions, e.g. 2x+2 and 2(x+1)
     except Exception:  # unparsable input is simply not equivalent
         return False
 
@@ -135,6 +136,7 @@ def grade_answer(given: str, ground_truth: str) -> bool:
     a, b = normalize_answer(given), normalize_answer(ground_truth)
     if not a:
         return False
+    # Cheapest first: string equality, then numbers (0.5 vs 1/2), then symbolic equivalence.
     if a == b or a.lower() == b.lower():
         return True
     x, y = _as_number(a), _as_number(b)
@@ -154,7 +156,7 @@ def r1_zero_reward_fn(response: str, ground_truth: str | list[str] | int | float
     text after the last ``<answer>`` (boxed unwrapped) matches ``ground_truth`` (or one of a list)."""
     if "</think> <answer>" not in response or "</answer>" not in response:
         return {"format_reward": 0.0, "answer_reward": 0.0, "reward": 0.0}
-    answer = response.split("<answer>")[-1].split("</answer>")[0]
+    answer = response.split("<answer>")[-1].split("</answer>")[0]  # the last answer block counts
     boxed = extract_boxed(answer)
     if boxed is not None:
         answer = boxed
@@ -165,6 +167,7 @@ def r1_zero_reward_fn(response: str, ground_truth: str | list[str] | int | float
 
 def parse_gsm8k_response(text: str) -> str | None:
     """The last number in ``text`` with thousands separators removed ("... so $1,234." -> "1234"), else None."""
+    # Integers with thousands separators, decimals, and ".5"-style decimals, optionally negative.
     numbers = re.findall(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+", text)
     if not numbers:
         return None
