@@ -14,6 +14,7 @@ A fresh starter scores 0 (every grader skipped as not implemented); see the READ
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ class Assignment:
     skeleton: dict[str, list[str]]  # module path -> the functions and classes the student writes
     provided: list[str] = field(default_factory=list)  # packages copied as is
     extras: list[str] = field(default_factory=list)  # more PyPI dependencies
+    # The course releases whose adapter functions tests/adapters.py stubs, newest first (a name in
+    # several takes the first one's parameters): tests/grading.py RELEASES.
+    releases: list[str] = field(default_factory=lambda: ["2025"])
 
 
 ASSIGNMENTS = {
@@ -85,6 +89,7 @@ ASSIGNMENTS = {
         },  # fmt: skip
         provided=["basics"],
         extras=["triton>=3.0"],
+        releases=["2026", "2025", "2024"],  # FSDP (2026), DDP variants (2025), the RMSNorm kernel (2024)
     ),
     "a3": Assignment(
         "scaling",
@@ -95,6 +100,7 @@ ASSIGNMENTS = {
         },
         provided=["basics"],
         extras=["scipy>=1.11"],
+        releases=["ours"],  # the course ships no adapters file for assignment 3
     ),
     "a4": Assignment(
         "data",
@@ -238,21 +244,57 @@ def _is_literal(value: ast.AST | None) -> bool:
         return False
 
 
-def adapters_stub(unit: str) -> str:
-    """The unit's course adapter functions from our adapters module, each raising NotImplementedError."""
+def contract_signatures(unit: str, releases: list[str]) -> dict[str, list[str]]:
+    """``{adapter: [parameter, ...]}`` of the course releases, newest first wins for a shared name."""
     import sys
 
     sys.path.insert(0, str(ROOT))  # the graders' contract lives beside them, in tests/grading.py
-    from tests.grading import CONTRACT
+    from tests.grading import release_signatures
 
+    signatures: dict[str, list[str]] = {}
+    for release in releases:
+        for name, parameters in release_signatures(unit, release).items():
+            signatures.setdefault(name, parameters)
+    return signatures
+
+
+def _stub(name: str, parameters: list[str], ours: ast.FunctionDef | None) -> ast.FunctionDef:
+    """``def name(<the course's parameters>): raise NotImplementedError``, with our adapter's
+    annotations, trailing defaults and docstring (unless it speaks of our extras or choices)."""
+    stub = ast.parse(f"def {name}({', '.join(parameters)}):\n    raise NotImplementedError").body[0]
+    if ours is None:
+        return stub
+    annotations = {a.arg: a.annotation for a in [*ours.args.args, ours.args.vararg, ours.args.kwarg] if a}
+    for argument in [*stub.args.args, stub.args.kwarg]:
+        if argument is not None:
+            argument.annotation = annotations.get(argument.arg)
+    defaults = dict(zip([a.arg for a in ours.args.args][::-1], ours.args.defaults[::-1]))
+    for argument in stub.args.args[::-1]:
+        if argument.arg not in defaults:
+            break
+        stub.args.defaults.insert(0, defaults[argument.arg])
+    stub.returns = ours.returns
+    ours_only = {a.arg for a in ast.walk(ours.args) if isinstance(a, ast.arg)} - {
+        p.lstrip("*") for p in parameters
+    }
+    docstring = ast.get_docstring(ours)
+    words = set(re.findall(r"[\w']+", (docstring or "").lower()))
+    about_ours = bool(words & {"our", "ours", "course's"} | words & ours_only)
+    if docstring and not about_ours:
+        stub.body.insert(0, ours.body[0])
+    return stub
+
+
+def adapters_stub(unit: str, releases: list[str]) -> str:
+    """The course's adapter functions of ``releases`` with their exact names and parameters, each
+    raising NotImplementedError (annotations and docstrings from our adapters where they fit)."""
     tree = ast.parse((ROOT / "tests" / unit / "adapters.py").read_text(encoding="utf-8"))
+    ours = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     body = [ast.parse('"""Adapters: connect the graders to your code (fill in each function)."""').body[0]]
     body.append(ast.parse("from __future__ import annotations").body[0])
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name in CONTRACT[unit]:
-            stub_body(node)
-            body.append(node)
-    return ast.unparse(ast.Module(body=body, type_ignores=[])) + "\n"
+    for name, parameters in contract_signatures(unit, releases).items():
+        body.append(_stub(name, parameters, ours.get(name)))
+    return ast.unparse(ast.fix_missing_locations(ast.Module(body=body, type_ignores=[]))) + "\n"
 
 
 # ---------------------------------------------------------------------------------------- tests
@@ -412,7 +454,7 @@ def write_starter(key: str, out: Path) -> Path:
         (folder / "__init__.py").touch()
     shutil.copy(ROOT / "tests" / "grading.py", tests / "grading.py")
     (tests / "conftest.py").write_text(CONFTEST, encoding="utf-8")
-    (tests / "adapters.py").write_text(adapters_stub(assignment.unit), encoding="utf-8")
+    (tests / "adapters.py").write_text(adapters_stub(assignment.unit, assignment.releases), encoding="utf-8")
     packages = sorted({m.split("/")[0] for m in assignment.skeleton} | set(assignment.provided))
     (out / "pyproject.toml").write_text(
         pyproject(f"{key}-{assignment.unit}-starter", assignment, packages), encoding="utf-8"

@@ -40,46 +40,162 @@ import pytest
 
 UNITS = ("basics", "systems", "scaling", "data", "alignment")
 
-# The course's adapter functions, every release (see the README's "Graders" section). Core graders
-# may call only these; our own extras are "extension" adapters.
-CONTRACT: dict[str, frozenset[str]] = {
-    "basics": frozenset(
-        "run_linear run_embedding run_swiglu run_positionwise_feedforward run_scaled_dot_product_attention "
-        "run_multihead_self_attention run_multihead_self_attention_with_rope run_rope "
-        "run_transformer_block run_transformer_lm run_rmsnorm run_silu run_gelu run_get_batch "
-        "run_softmax run_cross_entropy run_gradient_clipping get_adamw_cls run_get_lr_cosine_schedule "
-        "run_save_checkpoint run_load_checkpoint get_tokenizer run_train_bpe".split()
-    ),
-    "systems": frozenset(
-        "get_rmsnorm_autograd_function_pytorch get_rmsnorm_autograd_function_triton "
-        "rmsnorm_backward_g_pytorch rmsnorm_backward_x_pytorch "
-        "get_flashattention_autograd_function_pytorch get_flashattention_autograd_function_triton "
-        "get_ddp get_ddp_individual_parameters ddp_on_after_backward "
-        "ddp_individual_parameters_on_after_backward get_ddp_bucketed ddp_bucketed_on_after_backward "
-        "ddp_bucketed_on_train_batch_start get_fsdp fsdp_on_after_backward fsdp_gather_full_params "
-        "get_sharded_optimizer".split()
-    ),
+# The course's adapter functions with their parameters, one block per release, newest first (see the
+# README's "Graders" section). Core graders may call only these; our own extras are "extension"
+# adapters. A starter's tests/adapters.py is written from these lines (scripts/make_assignment.py).
+RELEASES: dict[str, dict[str, str]] = {
+    "basics": {
+        "2025": """
+            run_linear(d_in, d_out, weights, in_features)
+            run_embedding(vocab_size, d_model, weights, token_ids)
+            run_swiglu(d_model, d_ff, w1_weight, w2_weight, w3_weight, in_features)
+            run_scaled_dot_product_attention(Q, K, V, mask)
+            run_multihead_self_attention(d_model, num_heads, q_proj_weight, k_proj_weight, v_proj_weight, o_proj_weight, in_features)
+            run_multihead_self_attention_with_rope(d_model, num_heads, max_seq_len, theta, q_proj_weight, k_proj_weight, v_proj_weight, o_proj_weight, in_features, token_positions)
+            run_rope(d_k, theta, max_seq_len, in_query_or_key, token_positions)
+            run_transformer_block(d_model, num_heads, d_ff, max_seq_len, theta, weights, in_features)
+            run_transformer_lm(vocab_size, context_length, d_model, num_layers, num_heads, d_ff, rope_theta, weights, in_indices)
+            run_rmsnorm(d_model, eps, weights, in_features)
+            run_silu(in_features)
+            run_get_batch(dataset, batch_size, context_length, device)
+            run_softmax(in_features, dim)
+            run_cross_entropy(inputs, targets)
+            run_gradient_clipping(parameters, max_l2_norm)
+            get_adamw_cls()
+            run_get_lr_cosine_schedule(it, max_learning_rate, min_learning_rate, warmup_iters, cosine_cycle_iters)
+            run_save_checkpoint(model, optimizer, iteration, out)
+            run_load_checkpoint(src, model, optimizer)
+            get_tokenizer(vocab, merges, special_tokens)
+            run_train_bpe(input_path, vocab_size, special_tokens, **kwargs)
+        """,
+        "2024": """
+            run_positionwise_feedforward(d_model, d_ff, weights, in_features)
+            run_scaled_dot_product_attention(K, Q, V, mask, pdrop)
+            run_multihead_self_attention(d_model, num_heads, attn_pdrop, weights, in_features)
+            run_transformer_block(d_model, num_heads, d_ff, attn_pdrop, residual_pdrop, weights, in_features)
+            run_transformer_lm(vocab_size, context_length, d_model, num_layers, num_heads, d_ff, attn_pdrop, residual_pdrop, weights, in_indices)
+            run_rmsnorm(d_model, eps, weights, in_features)
+            run_gelu(in_features)
+            run_get_batch(dataset, batch_size, context_length, device)
+            run_softmax(in_features, dim)
+            run_cross_entropy(inputs, targets)
+            run_gradient_clipping(parameters, max_l2_norm)
+            get_adamw_cls()
+            run_get_lr_cosine_schedule(it, max_learning_rate, min_learning_rate, warmup_iters, cosine_cycle_iters)
+            run_save_checkpoint(model, optimizer, iteration, out)
+            run_load_checkpoint(src, model, optimizer)
+            get_tokenizer(vocab, merges, special_tokens)
+            run_train_bpe(input_path, vocab_size, special_tokens, **kwargs)
+        """,
+    },
+    "systems": {
+        "2026": """
+            get_flashattention_autograd_function_pytorch()
+            get_flashattention_autograd_function_triton()
+            get_ddp(module)
+            ddp_on_after_backward(ddp_model, optimizer)
+            get_fsdp(module, compute_dtype)
+            fsdp_on_after_backward(fsdp_model, optimizer)
+            fsdp_gather_full_params(fsdp_model)
+            get_sharded_optimizer(params, optimizer_cls, **kwargs)
+        """,
+        "2025": """
+            get_flashattention_autograd_function_pytorch()
+            get_flashattention_autograd_function_triton()
+            get_ddp_individual_parameters(module)
+            ddp_individual_parameters_on_after_backward(ddp_model, optimizer)
+            get_ddp_bucketed(module, bucket_size_mb)
+            ddp_bucketed_on_after_backward(ddp_model, optimizer)
+            ddp_bucketed_on_train_batch_start(ddp_model, optimizer)
+            get_sharded_optimizer(params, optimizer_cls, **kwargs)
+        """,
+        "2024": """
+            get_rmsnorm_autograd_function_pytorch()
+            get_rmsnorm_autograd_function_triton()
+            rmsnorm_backward_g_pytorch(grad_output, x, g)
+            rmsnorm_backward_x_pytorch(grad_output, x, g)
+            get_ddp_individual_parameters(module)
+            ddp_individual_parameters_on_after_backward(ddp_model, optimizer)
+            get_ddp_bucketed(module, bucket_size_mb)
+            ddp_bucketed_on_after_backward(ddp_model, optimizer)
+            ddp_bucketed_on_train_batch_start(ddp_model, optimizer)
+            get_sharded_optimizer(params, optimizer_cls, **kwargs)
+        """,
+    },
     # The course's scaling assignment has no adapters file: its core graders use the functions below,
     # the questions its handout asks (parameter and FLOP counts, IsoFLOPs fits).
-    "scaling": frozenset(
-        "run_transformer_parameter_count run_transformer_forward_flops run_fit_isoflops".split()
-    ),
-    "data": frozenset(
-        "run_extract_text_from_html_bytes run_identify_language run_mask_emails run_mask_phone_numbers "
-        "run_mask_ips run_classify_nsfw run_classify_toxic_speech run_classify_quality "
-        "run_gopher_quality_filter run_exact_line_deduplication run_minhash_deduplication".split()
-    ),
-    "alignment": frozenset(
-        "run_tokenize_prompt_and_output run_compute_group_normalized_rewards run_compute_entropy "
-        "run_get_response_log_probs run_compute_naive_policy_gradient_loss run_compute_grpo_clip_loss "
-        "run_compute_policy_gradient_loss run_masked_mean run_sft_microbatch_train_step "
-        "run_grpo_microbatch_train_step run_masked_normalize get_packed_sft_dataset run_iterate_batches "
-        "run_parse_mmlu_response run_parse_gsm8k_response run_compute_per_instance_dpo_loss".split()
-    ),
-}
+    "scaling": {
+        "ours": """
+            run_transformer_parameter_count(vocab_size, context_length, d_model, num_layers, num_heads, d_ff)
+            run_transformer_forward_flops(vocab_size, context_length, d_model, num_layers, num_heads, d_ff)
+            run_fit_isoflops(records)
+        """,
+    },
+    "data": {
+        "2025": """
+            run_extract_text_from_html_bytes(html_bytes)
+            run_identify_language(text)
+            run_mask_emails(text)
+            run_mask_phone_numbers(text)
+            run_mask_ips(text)
+            run_classify_nsfw(text)
+            run_classify_toxic_speech(text)
+            run_classify_quality(text)
+            run_gopher_quality_filter(text)
+            run_exact_line_deduplication(input_files, output_directory)
+            run_minhash_deduplication(input_files, num_hashes, num_bands, ngrams, jaccard_threshold, output_directory)
+        """,
+    },
+    "alignment": {
+        "2025": """
+            run_tokenize_prompt_and_output(prompt_strs, output_strs, tokenizer)
+            run_compute_group_normalized_rewards(reward_fn, rollout_responses, repeated_ground_truths, group_size, advantage_eps, normalize_by_std)
+            run_compute_entropy(logits)
+            run_get_response_log_probs(model, input_ids, labels, return_token_entropy)
+            run_compute_naive_policy_gradient_loss(raw_rewards_or_advantages, policy_log_probs)
+            run_compute_grpo_clip_loss(advantages, policy_log_probs, old_log_probs, cliprange)
+            run_compute_policy_gradient_loss(policy_log_probs, loss_type, raw_rewards, advantages, old_log_probs, cliprange)
+            run_masked_mean(tensor, mask, dim)
+            run_sft_microbatch_train_step(policy_log_probs, response_mask, gradient_accumulation_steps, normalize_constant)
+            run_grpo_microbatch_train_step(policy_log_probs, response_mask, gradient_accumulation_steps, loss_type, raw_rewards, advantages, old_log_probs, cliprange)
+            run_masked_normalize(tensor, mask, dim, normalize_constant)
+            get_packed_sft_dataset(tokenizer, dataset_path, seq_length, shuffle)
+            run_iterate_batches(dataset, batch_size, shuffle)
+            run_parse_mmlu_response(mmlu_example, model_output)
+            run_parse_gsm8k_response(model_output)
+            run_compute_per_instance_dpo_loss(lm, lm_ref, tokenizer, beta, prompt, response_chosen, response_rejected)
+        """,
+        "2024": """
+            get_packed_sft_dataset(tokenizer, dataset_path, seq_length, shuffle)
+            run_iterate_batches(dataset, batch_size, shuffle)
+            run_parse_mmlu_response(mmlu_example, model_output)
+            run_parse_gsm8k_response(model_output)
+            compute_per_instance_dpo_loss(lm, lm_ref, tokenizer, beta, prompt, response_chosen, response_rejected)
+        """,
+    },
+}  # fmt: skip
+
+
+def release_signatures(unit: str, release: str) -> dict[str, list[str]]:
+    """``{function: [parameter, ...]}`` of one release of a unit's contract (``**kwargs`` kept as is)."""
+    signatures = {}
+    for line in RELEASES[unit][release].split("\n"):
+        if line.strip():
+            name, _, rest = line.strip().partition("(")
+            signatures[name] = [p.strip() for p in rest.rstrip(")").split(",") if p.strip()]
+    return signatures
+
 
 # Course names of other releases for the same function (same parameters and meaning).
 ALIASES = {"run_compute_per_instance_dpo_loss": ("compute_per_instance_dpo_loss",)}
+
+# Every name a core grader may call: all releases, less the older names served through ALIASES.
+_OLD_NAMES = {old for olds in ALIASES.values() for old in olds}
+CONTRACT: dict[str, frozenset[str]] = {
+    unit: frozenset(name for release in releases for name in release_signatures(unit, release)) - _OLD_NAMES
+    for unit, releases in RELEASES.items()
+}
+
 
 _added_paths: list[str] = []  # sys.path entries added for file adapters: children need them too
 

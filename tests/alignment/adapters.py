@@ -165,16 +165,16 @@ def run_r1_zero_reward_fn(response: str, ground_truth) -> dict[str, float]:
     return r1_zero_reward_fn(response, ground_truth)
 
 
-def run_parse_gsm8k_response(text: str) -> str | None:
+def run_parse_gsm8k_response(model_output: str) -> str | None:
     from alignment.rewards import parse_gsm8k_response
 
-    return parse_gsm8k_response(text)
+    return parse_gsm8k_response(model_output)
 
 
-def run_parse_mmlu_response(example: dict, text: str) -> str | None:
+def run_parse_mmlu_response(mmlu_example: dict, model_output: str) -> str | None:
     from alignment.rewards import parse_mmlu_response
 
-    return parse_mmlu_response(example, text)
+    return parse_mmlu_response(mmlu_example, model_output)
 
 
 # ---- sampling and evaluation (alignment/sampling.py, alignment/evaluate.py) ----

@@ -10,7 +10,7 @@ from __future__ import annotations
 # ---- tokenizer ----
 def run_train_bpe(input_path, vocab_size, special_tokens, **kwargs):
     """(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]]). ``kwargs``: num_processes.
-    Ids: 0..255 the bytes, then one per merge in order, then the special tokens."""
+    Our ids: 0..255 the bytes, then one per merge in order, then the special tokens."""
     from basics.tokenizer import train_bpe
 
     return train_bpe(input_path, vocab_size, special_tokens, **kwargs)

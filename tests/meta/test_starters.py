@@ -1,10 +1,23 @@
-"""Graders of the student starters (scripts/make_assignment.py): for each assignment a fresh starter
-builds as a wheel, its skeleton imports, its graders run and score 0 with every grader skipped as
-not implemented and no errors; pointed at this library's adapters it scores full marks; pointed at a
-mutant it scores less."""
+"""Graders of the student starters (scripts/make_assignment.py).
+
+Fast (default suite): each starter's ``tests/adapters.py`` is the course contract -- the functions of
+the releases the starter follows, with the course's exact names and parameters, each a stub -- and our
+own adapters accept every call the course makes.
+
+Slow, one grader per assignment (one starter built per assignment): a fresh starter builds as a wheel
+and its skeleton imports; its graders are the repository's core graders, file for file; they all run
+and score 0, each skipped as not implemented, none erroring (fixtures and imports resolve in the
+starter); pointed at this library's adapters, one grader of every starter test file scores full marks
+(the rest are the same files that score full marks in this repository: ``tests/meta/test_mutants.py``
+grades the reference on the whole core suite); pointed at a mutant, the starter scores less.
+"""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
+import inspect
 import json
 import os
 import subprocess
@@ -13,17 +26,95 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.extension, pytest.mark.slow]
+from tests.grading import ALIASES, RELEASES, release_signatures
+
+pytestmark = pytest.mark.extension
 ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENTS = {"a1": "basics", "a2": "systems", "a3": "scaling", "a4": "data", "a5": "alignment"}
-# One realistic mistake per assignment, as an adapters file that wraps the reference adapters.
+# One realistic mistake per assignment, as an adapters file that wraps the reference adapters, and
+# the starter grader that must lose points on it.
 MUTANTS = {
-    "a1": ("run_softmax", "def run_softmax(in_features, dim):\n    e = in_features.exp()\n    return e / e.sum(dim, keepdim=True)\n"),
-    "a2": ("rmsnorm_backward_x_pytorch", "def rmsnorm_backward_x_pytorch(grad_output, x, g):\n    return grad_output * g\n"),
-    "a3": ("run_transformer_parameter_count", "def run_transformer_parameter_count(*args):\n    return REF.run_transformer_parameter_count(*args) + 1\n"),
-    "a4": ("run_mask_ips", "import re\n\ndef run_mask_ips(text):\n    return re.subn(r'\\d+\\.\\d+\\.\\d+\\.\\d+', '|||IP_ADDRESS|||', text)\n"),
-    "a5": ("run_masked_mean", "def run_masked_mean(tensor, mask, dim=None):\n    return (tensor * mask).mean() if dim is None else (tensor * mask).mean(dim)\n"),
+    "a1": ("tests/basics/core/test_model.py::test_softmax", "def run_softmax(in_features, dim):\n    e = in_features.exp()\n    return e / e.sum(dim, keepdim=True)\n"),
+    "a2": ("tests/systems/core/test_kernels.py::test_rmsnorm_backward_pytorch", "def rmsnorm_backward_x_pytorch(grad_output, x, g):\n    return grad_output * g\n"),
+    "a3": ("tests/scaling/core/test_scaling.py::test_parameter_count", "def run_transformer_parameter_count(*args):\n    return REF.run_transformer_parameter_count(*args) + 1\n"),
+    "a4": ("tests/data/core/test_pii.py", "import re\n\ndef run_mask_ips(text):\n    return re.subn(r'\\d+\\.\\d+\\.\\d+\\.\\d+', '|||IP_ADDRESS|||', text)\n"),
+    "a5": ("tests/alignment/core/test_grpo.py::test_masked_mean_and_empty_rows", "def run_masked_mean(tensor, mask, dim=None):\n    return (tensor * mask).mean() if dim is None else (tensor * mask).mean(dim)\n"),
 }  # fmt: skip
+
+
+def _maker():
+    """scripts/make_assignment.py, imported once (registered, as its dataclasses need)."""
+    if "make_assignment" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("make_assignment", ROOT / "scripts" / "make_assignment.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["make_assignment"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["make_assignment"]
+
+
+# ---------------------------------------------------------------------------------------- fast
+
+
+def _signature(function: ast.FunctionDef) -> list[str]:
+    arguments = function.args
+    names = [a.arg for a in [*arguments.posonlyargs, *arguments.args]]
+    names += [f"*{arguments.vararg.arg}"] if arguments.vararg else []
+    names += [a.arg for a in arguments.kwonlyargs]
+    return names + ([f"**{arguments.kwarg.arg}"] if arguments.kwarg else [])
+
+
+@pytest.mark.parametrize("assignment", sorted(ASSIGNMENTS))
+def test_starter_adapters_are_the_course_contract(assignment, tmp_path):
+    """The starter's tests/adapters.py defines the functions of the course releases it follows (the
+    newest release first and complete) with the course's exact names and parameters, each a stub,
+    and nothing else."""
+    maker = _maker()
+    unit, releases = ASSIGNMENTS[assignment], maker.ASSIGNMENTS[assignment].releases
+    assert releases[0] == next(iter(RELEASES[unit])), "a starter follows the newest release"
+    expected: dict[str, list[str]] = {}
+    for release in releases:
+        for name, parameters in release_signatures(unit, release).items():
+            expected.setdefault(name, parameters)
+    starter = maker.write_starter(assignment, tmp_path / assignment)
+    tree = ast.parse((starter / "tests" / "adapters.py").read_text())
+    stubs = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert {name: _signature(node) for name, node in stubs.items()} == expected
+    for node in stubs.values():
+        assert ast.unparse(node.body[-1]) == "raise NotImplementedError", node.name
+
+
+def test_a1_starter_follows_the_2025_release_only():
+    """Spot check of the table itself: the 2025 A1 adapters take Q, K, V (mask True = attend) and
+    carry no 2024-only function."""
+    a1 = release_signatures("basics", "2025")
+    assert a1["run_scaled_dot_product_attention"] == ["Q", "K", "V", "mask"]
+    assert "run_gelu" not in a1 and "run_positionwise_feedforward" not in a1 and len(a1) == 21
+    assert release_signatures("basics", "2024")["run_scaled_dot_product_attention"] == ["K", "Q", "V", "mask", "pdrop"]
+    assert _maker().ASSIGNMENTS["a1"].releases == ["2025"]
+
+
+CONTRACT_MODULES = {("basics", "2024"): "tests.basics.adapters_2024"}
+OLDER_NAMES = {old: new for new, olds in ALIASES.items() for old in olds}
+
+
+@pytest.mark.parametrize(
+    ("unit", "release"), [(unit, release) for unit, releases in RELEASES.items() for release in releases]
+)
+def test_our_adapters_take_the_course_parameters(unit, release):
+    """Our adapters (what a student is compared with) accept every call of the course's graders: each
+    course function exists (or its ALIASES name), its parameters lead ours by name, ours beyond have
+    defaults."""
+    module = importlib.import_module(CONTRACT_MODULES.get((unit, release), f"tests.{unit}.adapters"))
+    for name, parameters in release_signatures(unit, release).items():
+        function = getattr(module, name, None) or getattr(module, OLDER_NAMES.get(name, name))
+        ours = list(inspect.signature(function).parameters.values())
+        shown = [("**" if p.kind is p.VAR_KEYWORD else "") + p.name for p in ours]
+        assert shown[: len(parameters)] == parameters, (name, shown)
+        extra = ours[len(parameters) :]
+        assert all(p.default is not p.empty or p.kind is p.VAR_KEYWORD for p in extra), (name, shown)
+
+
+# ---------------------------------------------------------------------------------------- slow
 
 
 def make(assignment: str, out: Path) -> Path:
@@ -44,38 +135,55 @@ def in_starter(starter: Path, *command: str, timeout: int = 900) -> subprocess.C
 
 def grade(starter: Path, *options: str) -> dict:
     results = starter / "results.json"
+    results.unlink(missing_ok=True)
     done = in_starter(starter, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--grade", str(results), *options)
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
     assert " error" not in done.stdout.splitlines()[-1], done.stdout[-3000:]
     return json.loads(results.read_text())
 
 
+def _core_ids(unit: str, starter: Path) -> list[str]:
+    """The unit's core grader ids as this repository collects them."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", f"tests/{unit}/core", "-m", "core", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return [line for line in done.stdout.splitlines() if "::" in line]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("assignment", sorted(ASSIGNMENTS))
-def test_fresh_starter_builds_and_scores_zero(assignment, tmp_path):
+def test_starter_builds_scores_zero_and_grades_like_the_repository(assignment, tmp_path):
+    unit = ASSIGNMENTS[assignment]
     starter = make(assignment, tmp_path / assignment)
+    # A fresh starter builds as a wheel and its skeleton imports.
     wheel = in_starter(starter, sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "wheel"), ".")
     assert wheel.returncode == 0 and list((tmp_path / "wheel").glob("*.whl")), wheel.stderr[-2000:]
     modules = [p.relative_to(starter).with_suffix("").as_posix().replace("/", ".") for p in starter.glob("*/*.py")]
     imported = in_starter(starter, sys.executable, "-c", "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]", *modules)
     assert imported.returncode == 0, imported.stderr[-2000:]
+    # Its graders are this repository's core graders, file for file (plugin included).
+    copied = [p for p in (starter / "tests").rglob("*") if p.is_file() and p.name not in ("conftest.py", "adapters.py", "__init__.py")]
+    assert copied and all(p.read_bytes() == (ROOT / p.relative_to(starter)).read_bytes() for p in copied)
+    # Every one of them runs and scores 0: skipped as not implemented (fixtures resolve), no errors.
     results = grade(starter)
     assert results["score"] == 0 and results["max_score"] > 0
     assert all(t["output"].startswith("not implemented") for t in results["tests"]), results["tests"]
-
-
-@pytest.mark.parametrize("assignment", sorted(ASSIGNMENTS))
-def test_starter_graders_give_the_reference_full_marks_and_a_mutant_less(assignment, tmp_path):
-    unit = ASSIGNMENTS[assignment]
-    starter = make(assignment, tmp_path / assignment)
+    assert sorted(t["name"] for t in results["tests"]) == sorted(_core_ids(unit, starter))
+    # With this library's adapters, one grader of each test file passes in the starter.
     reference = ROOT / "tests" / unit / "adapters.py"
-    results = grade(starter, "--adapters", f"{unit}={reference}")
-    assert results["score"] == results["max_score"] > 0, [t for t in results["tests"] if t["score"] < t["max_score"]]
-    name, code = MUTANTS[assignment]
+    first: dict[str, str] = {}
+    for test in results["tests"]:
+        first.setdefault(test["name"].split("::")[0], test["name"])
+    passed = grade(starter, *first.values(), "--adapters", f"{unit}={reference}")
+    assert passed["score"] == passed["max_score"] > 0, [t for t in passed["tests"] if t["score"] < t["max_score"]]
+    # A mutant scores less.
+    target, code = MUTANTS[assignment]
     mutant = tmp_path / "mutant_adapters.py"
     mutant.write_text(
         f"from tests.grading import import_adapters\n\nREF = import_adapters({str(reference)!r})\n"
         "globals().update({k: getattr(REF, k) for k in dir(REF) if not k.startswith('_')})\n\n" + code
     )
-    target = next(p for p in (starter / "tests").rglob("test_*.py") if name in p.read_text())
-    mutated = grade(starter, str(target), "--adapters", f"{unit}={mutant}")
+    mutated = grade(starter, target, "--adapters", f"{unit}={mutant}")
     assert mutated["score"] < mutated["max_score"]

@@ -10,13 +10,15 @@ import regex
 from tests.basics.bpe_reference import GPT2_PATTERN
 
 
-def pretokens(text: str, special_tokens: list[str], split_specials: bool) -> Counter:
+def pretokens(
+    text: str, special_tokens: list[str], split_specials: bool, pattern: str = GPT2_PATTERN
+) -> Counter:
     pieces = [text]
     if special_tokens and split_specials:
         pieces = regex.split("|".join(regex.escape(t) for t in special_tokens), text)
     counts: Counter = Counter()
     for piece in pieces:
-        for match in regex.finditer(GPT2_PATTERN, piece):
+        for match in regex.finditer(pattern, piece):
             counts[tuple(bytes([b]) for b in match.group().encode("utf-8"))] += 1
     return counts
 
@@ -42,9 +44,10 @@ def train(
     stale_counts=False,
     overlapping=False,
     specials_in_vocab=True,
+    pattern=GPT2_PATTERN,
 ):
     special_tokens = list(special_tokens or [])
-    words = pretokens(Path(input_path).read_text(encoding="utf-8"), special_tokens, split_specials)
+    words = pretokens(Path(input_path).read_text(encoding="utf-8"), special_tokens, split_specials, pattern)
     merges, pairs = [], None
     while 256 + len(special_tokens) + len(merges) < vocab_size:
         if pairs is None or not stale_counts:
