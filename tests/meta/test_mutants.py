@@ -1,6 +1,7 @@
 """The mutation meta-grader: every mutant in tests/mutants loses core points and the reference scores
 full marks. One process per unit grades all its mutants (tests/mutants/run.py), each on only the
-graders named in its KILLED_BY."""
+graders named in its KILLED_BY (slow). Fast: every mutant names graders that exist, and the README's
+catalogue lists every mutant."""
 
 from __future__ import annotations
 
@@ -14,11 +15,30 @@ import pytest
 from tests.grading import child_env
 from tests.mutants import catalogue, describe
 
-pytestmark = [pytest.mark.extension, pytest.mark.slow]
+pytestmark = pytest.mark.extension
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = sorted({unit for unit, _ in catalogue()})
 
 
+def test_mutants_name_existing_graders_and_the_readme_lists_them():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"holds {len(catalogue())} realistic student mistakes" in readme
+    for unit, mutant in catalogue():
+        assert f"| {unit} | `{mutant.rsplit('.', 1)[-1]}` |" in readme, (
+            f"the README's catalogue lacks {mutant}"
+        )
+        mistake, killed_by = describe(mutant)
+        assert mistake and killed_by, mutant
+        for target in killed_by:
+            path, _, function = target.partition("::")
+            assert path.startswith(f"tests/{unit}/core/") and (ROOT / path).is_file(), (mutant, target)
+            assert not function or f"def {function.split('[')[0]}(" in (ROOT / path).read_text(), (
+                mutant,
+                target,
+            )
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("unit", UNITS)
 def test_every_mutant_loses_core_points_and_the_reference_scores_full_marks(unit, tmp_path):
     command = [sys.executable, "-m", "tests.mutants.run", unit, "--out", str(tmp_path / "report.json")]

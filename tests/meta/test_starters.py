@@ -7,9 +7,11 @@ own adapters accept every call the course makes.
 Slow, one grader per assignment (one starter built per assignment): a fresh starter builds as a wheel
 and its skeleton imports; its graders are the repository's core graders, file for file; they all run
 and score 0, each skipped as not implemented, none erroring (fixtures and imports resolve in the
-starter); pointed at this library's adapters, one grader of every starter test file scores full marks
-(the rest are the same files that score full marks in this repository: ``tests/meta/test_mutants.py``
-grades the reference on the whole core suite); pointed at a mutant, the starter scores less.
+starter); pointed at this library's adapters with one realistic mistake, the first grader of every
+starter test file scores full marks and the grader of the mistake scores less (the other graders
+are the same files that score full marks here: ``tests/meta/test_mutants.py`` grades the reference
+on the whole core suite). Each pytest start in a starter costs seconds (torch, transformers), so
+there are two graded runs per starter.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ MUTANTS = {
     "a1": ("tests/basics/core/test_model.py::test_softmax", "def run_softmax(in_features, dim):\n    e = in_features.exp()\n    return e / e.sum(dim, keepdim=True)\n"),
     "a2": ("tests/systems/core/test_kernels.py::test_rmsnorm_backward_pytorch", "def rmsnorm_backward_x_pytorch(grad_output, x, g):\n    return grad_output * g\n"),
     "a3": ("tests/scaling/core/test_scaling.py::test_parameter_count", "def run_transformer_parameter_count(*args):\n    return REF.run_transformer_parameter_count(*args) + 1\n"),
-    "a4": ("tests/data/core/test_pii.py", "import re\n\ndef run_mask_ips(text):\n    return re.subn(r'\\d+\\.\\d+\\.\\d+\\.\\d+', '|||IP_ADDRESS|||', text)\n"),
+    "a4": ("tests/data/core/test_pii.py::test_ip_octet_bounds", "import re\n\ndef run_mask_ips(text):\n    return re.subn(r'\\d+\\.\\d+\\.\\d+\\.\\d+', '|||IP_ADDRESS|||', text)\n"),
     "a5": ("tests/alignment/core/test_grpo.py::test_masked_mean_and_empty_rows", "def run_masked_mean(tensor, mask, dim=None):\n    return (tensor * mask).mean() if dim is None else (tensor * mask).mean(dim)\n"),
 }  # fmt: skip
 
@@ -45,7 +47,9 @@ MUTANTS = {
 def _maker():
     """scripts/make_assignment.py, imported once (registered, as its dataclasses need)."""
     if "make_assignment" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("make_assignment", ROOT / "scripts" / "make_assignment.py")
+        spec = importlib.util.spec_from_file_location(
+            "make_assignment", ROOT / "scripts" / "make_assignment.py"
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules["make_assignment"] = module
         spec.loader.exec_module(module)
@@ -89,7 +93,13 @@ def test_a1_starter_follows_the_2025_release_only():
     a1 = release_signatures("basics", "2025")
     assert a1["run_scaled_dot_product_attention"] == ["Q", "K", "V", "mask"]
     assert "run_gelu" not in a1 and "run_positionwise_feedforward" not in a1 and len(a1) == 21
-    assert release_signatures("basics", "2024")["run_scaled_dot_product_attention"] == ["K", "Q", "V", "mask", "pdrop"]
+    assert release_signatures("basics", "2024")["run_scaled_dot_product_attention"] == [
+        "K",
+        "Q",
+        "V",
+        "mask",
+        "pdrop",
+    ]
     assert _maker().ASSIGNMENTS["a1"].releases == ["2025"]
 
 
@@ -136,54 +146,97 @@ def in_starter(starter: Path, *command: str, timeout: int = 900) -> subprocess.C
 def grade(starter: Path, *options: str) -> dict:
     results = starter / "results.json"
     results.unlink(missing_ok=True)
-    done = in_starter(starter, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--grade", str(results), *options)
+    done = in_starter(
+        starter,
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--grade",
+        str(results),
+        *options,
+    )
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
     assert " error" not in done.stdout.splitlines()[-1], done.stdout[-3000:]
     return json.loads(results.read_text())
 
 
-def _core_ids(unit: str, starter: Path) -> list[str]:
-    """The unit's core grader ids as this repository collects them."""
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", f"tests/{unit}/core", "-m", "core", "--collect-only", "-q", "-p", "no:cacheprovider"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return [line for line in done.stdout.splitlines() if "::" in line]
+def _core_graders(unit: str) -> set[str]:
+    """``path::function`` of every core grader of the unit in this repository (read, not run)."""
+    graders = set()
+    for path in sorted((ROOT / "tests" / unit / "core").glob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        relative = path.relative_to(ROOT).as_posix()
+        graders |= {
+            f"{relative}::{n.name}"
+            for n in tree.body
+            if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")
+        }
+    return graders
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", sorted(ASSIGNMENTS))
 def test_starter_builds_scores_zero_and_grades_like_the_repository(assignment, tmp_path):
+    """Two graded runs per starter (each pytest start costs seconds): the stubs, then the reference
+    with one mistake. Cost: tests/meta/test_starters.py's docstring and the README."""
     unit = ASSIGNMENTS[assignment]
     starter = make(assignment, tmp_path / assignment)
     # A fresh starter builds as a wheel and its skeleton imports.
-    wheel = in_starter(starter, sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "wheel"), ".")
+    wheel = in_starter(
+        starter,
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        str(tmp_path / "wheel"),
+        ".",
+    )
     assert wheel.returncode == 0 and list((tmp_path / "wheel").glob("*.whl")), wheel.stderr[-2000:]
-    modules = [p.relative_to(starter).with_suffix("").as_posix().replace("/", ".") for p in starter.glob("*/*.py")]
-    imported = in_starter(starter, sys.executable, "-c", "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]", *modules)
+    modules = [
+        p.relative_to(starter).with_suffix("").as_posix().replace("/", ".") for p in starter.glob("*/*.py")
+    ]
+    imported = in_starter(
+        starter,
+        sys.executable,
+        "-c",
+        "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]",
+        *modules,
+    )
     assert imported.returncode == 0, imported.stderr[-2000:]
-    # Its graders are this repository's core graders, file for file (plugin included).
-    copied = [p for p in (starter / "tests").rglob("*") if p.is_file() and p.name not in ("conftest.py", "adapters.py", "__init__.py")]
+    # Its graders are this repository's core graders, file for file (the plugin too).
+    copied = [
+        p
+        for p in (starter / "tests").rglob("*")
+        if p.is_file() and p.name not in ("conftest.py", "adapters.py", "__init__.py")
+    ]
     assert copied and all(p.read_bytes() == (ROOT / p.relative_to(starter)).read_bytes() for p in copied)
     # Every one of them runs and scores 0: skipped as not implemented (fixtures resolve), no errors.
     results = grade(starter)
     assert results["score"] == 0 and results["max_score"] > 0
     assert all(t["output"].startswith("not implemented") for t in results["tests"]), results["tests"]
-    assert sorted(t["name"] for t in results["tests"]) == sorted(_core_ids(unit, starter))
-    # With this library's adapters, one grader of each test file passes in the starter.
-    reference = ROOT / "tests" / unit / "adapters.py"
-    first: dict[str, str] = {}
-    for test in results["tests"]:
-        first.setdefault(test["name"].split("::")[0], test["name"])
-    passed = grade(starter, *first.values(), "--adapters", f"{unit}={reference}")
-    assert passed["score"] == passed["max_score"] > 0, [t for t in passed["tests"] if t["score"] < t["max_score"]]
-    # A mutant scores less.
+    assert {t["name"].split("[")[0] for t in results["tests"]} == _core_graders(unit)
+    # This library's adapters with one mistake: the first grader of every file passes, the grader of
+    # the mistake loses points.
     target, code = MUTANTS[assignment]
+    reference = ROOT / "tests" / unit / "adapters.py"
     mutant = tmp_path / "mutant_adapters.py"
     mutant.write_text(
         f"from tests.grading import import_adapters\n\nREF = import_adapters({str(reference)!r})\n"
         "globals().update({k: getattr(REF, k) for k in dir(REF) if not k.startswith('_')})\n\n" + code
     )
-    mutated = grade(starter, target, "--adapters", f"{unit}={mutant}")
-    assert mutated["score"] < mutated["max_score"]
+    first: dict[str, str] = {}
+    for test in results["tests"]:
+        if not test["name"].startswith(target):
+            first.setdefault(test["name"].split("::")[0], test["name"])
+    graded = grade(starter, *first.values(), target, "--adapters", f"{unit}={mutant}")
+    others = [t for t in graded["tests"] if not t["name"].startswith(target)]
+    assert len(others) == len(first) and all(t["score"] == t["max_score"] > 0 for t in others), others
+    mistaken = [t for t in graded["tests"] if t["name"].startswith(target)]
+    assert mistaken and sum(t["score"] for t in mistaken) < sum(t["max_score"] for t in mistaken)

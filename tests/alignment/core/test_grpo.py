@@ -1,7 +1,6 @@
 """Graders for the GRPO pieces: group-normalised advantages (unbiased std), the policy-gradient losses,
 masked_mean (NaN on an empty row), and the microbatch step (per-sequence mean) (alignment/grpo.py)."""
 
-
 from __future__ import annotations
 
 import math
@@ -56,8 +55,6 @@ def test_group_normalized_rewards_uses_ground_truth_and_groups_consecutively(ada
     torch.testing.assert_close(
         adv, torch.tensor([1 / 3 / s, -2 / 3 / s, 1 / 3 / s, -1 / 3 / s, 2 / 3 / s, -1 / 3 / s])
     )
-    with pytest.raises(ValueError):
-        adapters.run_compute_group_normalized_rewards(exact, responses[:5], truths[:5], 3, 0.0, True)
 
 
 @pytest.mark.points(1, problem="compute_naive_policy_gradient_loss")
@@ -77,7 +74,8 @@ def test_grpo_clip_loss_hand_computed(adapters):
     torch.testing.assert_close(
         loss, torch.tensor([[-1.2, -0.5, -1.1], [1.5, 0.8, 1.1]]), atol=1e-6, rtol=1e-6
     )
-    assert meta["clipped"].tolist() == [[True, False, False], [False, True, False]]
+    if "clipped" in meta:  # the handout suggests logging it (any key and format may be chosen)
+        assert meta["clipped"].tolist() == [[True, False, False], [False, True, False]]
 
 
 @pytest.mark.points(1, problem="compute_grpo_clip_loss")
@@ -142,12 +140,14 @@ def test_grpo_microbatch_train_step_per_sequence_mean(adapters):
 
 
 @pytest.mark.points(1, problem="grpo_microbatch_train_step")
-def test_grpo_microbatch_train_step_clip_reports_clip_fraction(adapters):
+def test_grpo_microbatch_train_step_clip_with_padding(adapters):
     adv, policy, old = _clip_case()
     policy = policy.clone().requires_grad_(True)
-    mask = torch.ones_like(policy, dtype=torch.bool)
+    mask = torch.tensor([[True, True, True], [True, True, False]])  # the last token is padding
     loss, meta = adapters.run_grpo_microbatch_train_step(
         policy, mask, 1, "grpo_clip", advantages=adv, old_log_probs=old, cliprange=0.2
     )
-    torch.testing.assert_close(loss, torch.tensor([(-1.2 - 0.5 - 1.1) / 3, (1.5 + 0.8 + 1.1) / 3]).mean())
-    torch.testing.assert_close(torch.as_tensor(meta["clip_fraction"]).float(), torch.tensor(2 / 6))
+    torch.testing.assert_close(loss, torch.tensor([(-1.2 - 0.5 - 1.1) / 3, (1.5 + 0.8) / 2]).mean())
+    assert policy.grad is not None and policy.grad[1, 2] == 0  # padding gets no gradient
+    if "clip_fraction" in meta:  # the handout leaves what to log open; if reported, over response tokens
+        torch.testing.assert_close(torch.as_tensor(meta["clip_fraction"]).float(), torch.tensor(2 / 5))
