@@ -62,7 +62,9 @@ def matrix(report: dict) -> str:
             kills[name] = kills.get(name, 0) + 1
     lines = ["| core grader | points | mutants killed |", "| --- | --- | --- |"]
     lines += [f"| `{name}` | {round(points.get(name, 0), 2):g} | {kills[name]} |" for name in sorted(kills)]
-    lines.append(f"| **{len(points)} graders** | **{round(sum(points.values()), 2):g}** | **{len(mutants)} mutants** |")
+    lines.append(
+        f"| **{len(points)} graders** | **{round(sum(points.values()), 2):g}** | **{len(mutants)} mutants** |"
+    )
     unkilled = [name.rsplit(".", 1)[-1] for name, result in mutants if not result.get("failed")]
     idle = [name for name, count in kills.items() if count == 0]
     lines.append(
