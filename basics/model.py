@@ -227,10 +227,10 @@ class RMSNorm(nn.Module):
         _check_choice("norm_impl", impl, NormImpl)
         self.eps, self.impl = eps, impl
         self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))  # g, starts as identity
-        self._kernel = _kernel("norm_impl", impl)  # None unless systems registered one for `impl`
+        self._kernel = _kernel("norm_impl", impl)  # a unit-2 kernel, or None for basics' own choices
 
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-        if self.impl == "torch":  # the same formula as one torch op (fused on GPU)
+        if self.impl == "torch":  # the same formula as one torch op
             return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
         if self._kernel is not None:  # a unit-2 kernel registered by systems
             return self._kernel.apply(x, self.weight, self.eps)
