@@ -103,6 +103,8 @@ class Filter(NamedTuple):
 
 
 # ---- the filters, in pipeline order -----------------------------------------------------------
+# Each imports its module when first called: `import data.filters` stays light, and a run that
+# switches a filter off never loads that filter's libraries or models.
 
 
 def _charset(content_type: str) -> str | None:
@@ -123,6 +125,8 @@ def extract(document: Document, config: FilterConfig) -> Verdict:
         except UnicodeDecodeError:
             return Drop("not utf-8")
     else:
+        # "text/html; charset=utf-8" -> "text/html". An empty type proves nothing: extract anyway
+        # and let the extractor decide.
         media_type = document.content_type.split(";")[0].strip().lower()
         if media_type and not ("html" in media_type or media_type.startswith("text/")):
             return Drop("not html")
@@ -166,10 +170,11 @@ def harmful(documents: Sequence[Document], config: FilterConfig) -> list[Verdict
     nsfw_backend = resolve_backend(config.nsfw_model, "nsfw")
     toxic_backend = resolve_backend(config.toxic_model, "toxic")
     p_nsfw = harmful_probabilities(texts, nsfw_backend)
+    # With the shared offline default, NSFW and toxic are one model's score: reuse it, not a second run.
     p_toxic = p_nsfw if toxic_backend is nsfw_backend else harmful_probabilities(texts, toxic_backend)
     verdicts: list[Verdict] = []
     for document, nsfw, toxic in zip(documents, p_nsfw, p_toxic, strict=True):
-        if nsfw >= config.nsfw_threshold:
+        if nsfw >= config.nsfw_threshold:  # one reason per document: NSFW is checked first
             verdicts.append(Drop("nsfw"))
         elif toxic >= config.toxic_threshold:
             verdicts.append(Drop("toxic"))
@@ -242,13 +247,14 @@ def apply_filters(
     """Run a batch through ``filters`` in order; return the kept documents, count the drops."""
     for step in filters:
         if not documents:
-            break
-        start = time.process_time()
+            break  # everything was dropped: later filters (and their models) are not called
+        start = time.process_time()  # CPU time, not wall time: comparable across busy workers
         if step.batched:
             verdicts = step.apply(documents, config)
         else:
             verdicts = [step.apply(document, config) for document in documents]
         counts.cpu_seconds[step.name] += time.process_time() - start
+        # Every input gets exactly one verdict, so in == kept + dropped holds filter by filter.
         documents = []
         for verdict in verdicts:
             if isinstance(verdict, Drop):
@@ -256,6 +262,6 @@ def apply_filters(
             else:
                 if verdict.changes:
                     counts.changed.setdefault(step.name, Counter()).update(verdict.changes)
-                    verdict = replace(verdict, changes={})
+                    verdict = replace(verdict, changes={})  # counted once: the next filter starts clean
                 documents.append(verdict)
     return documents
