@@ -136,7 +136,7 @@ PRESETS: dict[str, CourseConfig] = {
     # One GPU: the handout's TinyStories-sized model on the (real or sampled) crawl.
     "gpu": CourseConfig(
         articles=700, vocab_size=10_000, context_length=256, d_model=512, num_layers=4, num_heads=16,
-        batch_size=64, pretrain_steps=2000, compile=True, sweep_budgets=(3e12, 1e13, 3e13),
+        batch_size=64, pretrain_steps=2000, compile=True, sweep_budgets=(1e13, 3e13, 1e14),
         sweep_d_models=(64, 128, 256), sft_steps=1500, grpo_steps=100, eval_size=500, device="cuda",
     ),
 }  # fmt: skip
@@ -527,8 +527,8 @@ def sample_text(course: Course, model_config_, checkpoint) -> dict[str, str]:
     load_checkpoint(checkpoint, model)
     model.eval()
     tokenizer, samples = load_course_tokenizer(course.out_dir), {}
-    for prompt in ("The ", "Return the "):
-        generator = torch.Generator().manual_seed(course.config.seed)
+    for i, prompt in enumerate(("The ", "Return the ")):
+        generator = torch.Generator().manual_seed(course.config.seed + i)
         samples[prompt] = generate_text(
             model,
             tokenizer,
