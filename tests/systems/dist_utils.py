@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from filelock import FileLock
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
@@ -52,13 +54,17 @@ def _entry(rank: int, world_size: int, port: int, out_dir: str, fn: Callable, ar
 mp.get_context("forkserver").set_forkserver_preload(["torch", "torch._dynamo", "torch.distributed", __name__])
 
 
-def run_on_ranks(fn: Callable[..., Any], world_size: int = 2, *args: Any) -> list[Any]:
-    """Run ``fn(rank, world_size, *args)`` on ``world_size`` gloo ranks; return results by rank."""
+def run_on_ranks(
+    fn: Callable[..., Any], world_size: int = 2, *args: Any, results_dir: Path | None = None
+) -> list[Any]:
+    """Run ``fn(rank, world_size, *args)`` on ``world_size`` gloo ranks; return results by rank.
+    With ``results_dir`` the ranks' result files stay there (see :func:`once_per_session`)."""
     # The test process hosts the store on an OS-chosen port; the ranks connect as clients.
     store = dist.TCPStore(
         "127.0.0.1", 0, world_size + 1, is_master=True, timeout=TIMEOUT, wait_for_workers=False
     )
-    with tempfile.TemporaryDirectory() as out_dir:
+    with tempfile.TemporaryDirectory() as scratch:
+        out_dir = str(results_dir or scratch)
         mp.start_processes(
             _entry,
             args=(world_size, store.port, out_dir, fn, args),
@@ -66,7 +72,35 @@ def run_on_ranks(fn: Callable[..., Any], world_size: int = 2, *args: Any) -> lis
             join=True,
             start_method="forkserver",
         )
-        return [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
+        return load_rank_results(Path(out_dir), world_size)
+
+
+def load_rank_results(folder: Path, world_size: int) -> list[Any]:
+    """The results :func:`run_on_ranks` left in ``folder``, by rank."""
+    return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
+
+
+def once_per_session(tmp_path_factory, name: str, make: Callable[[Path], object]) -> Path:
+    """Run ``make(folder)`` once per test session and return the folder it filled.
+
+    For the runs behind a module-scoped fixture: pytest-xdist builds such a fixture once in *every*
+    worker that gets one of the module's tests, so an expensive run would be repeated. Under xdist
+    the folder is in the session's temporary folder, which all workers share; the first worker to
+    ask runs ``make`` while holding a file lock, the others wait for it and then only read the
+    folder. A run that failed is cleaned away and tried again by the next worker that asks.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.getbasetemp().parent / name
+    else:
+        folder = tmp_path_factory.mktemp(name)
+    finished = folder / ".finished"
+    with FileLock(f"{folder}.lock"):
+        if not finished.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            finished.touch()
+    return folder
 
 
 def load_adapters(name: str) -> ModuleType:

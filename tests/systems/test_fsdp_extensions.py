@@ -228,8 +228,15 @@ def _extension_worker(rank: int, world_size: int, adapters_name: str, directory:
 @pytest.fixture(scope="module")
 def extension(request, tmp_path_factory):
     adapters = load_adapters(request.config, "systems")
-    directory = tmp_path_factory.mktemp("fsdp_checkpoints")
-    return du.run_on_ranks(_extension_worker, 2, adapters.__name__, str(directory)), directory
+
+    def run(folder):
+        (folder / "checkpoints").mkdir()
+        du.run_on_ranks(
+            _extension_worker, 2, adapters.__name__, str(folder / "checkpoints"), results_dir=folder
+        )
+
+    folder = du.once_per_session(tmp_path_factory, "fsdp_extensions", run)
+    return du.load_rank_results(folder, 2), folder / "checkpoints"
 
 
 def _linear_and_embedding_weights(state):

@@ -165,9 +165,13 @@ def _worker(rank: int, world_size: int, adapters_name: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def spawned(request):
+def spawned(request, tmp_path_factory):
     adapters = load_adapters(request.config, "systems")
-    return du.run_on_ranks(_worker, 2, adapters.__name__)
+
+    def run(folder):
+        du.run_on_ranks(_worker, 2, adapters.__name__, results_dir=folder)
+
+    return du.load_rank_results(du.once_per_session(tmp_path_factory, "model_parallel", run), 2)
 
 
 def _close(actual, expected, atol, rtol, what):

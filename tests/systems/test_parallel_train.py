@@ -15,15 +15,13 @@ only part of the optimizer state (what rank 0 writes under ``--shard-optimizer``
 ``--fsdp`` stops with a one-line error naming the problem.
 
 The runs (nine training jobs, eight under ``torchrun``: minutes on a 2-core machine) are made once
-per test session: under pytest-xdist every worker that gets a test of this module would otherwise
-run its own copy of the module fixture, so the first worker runs them into the session's shared
-temporary folder under a file lock and the others read them from there.
+per test session (``dist_utils.once_per_session``): under pytest-xdist every worker that gets a test
+of this module would otherwise build its own copy of the module fixture.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -32,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from filelock import FileLock
 
 from tests.grading import child_env
+from tests.systems import dist_utils as du
 
 pytestmark = [pytest.mark.extension, pytest.mark.slow]
 
@@ -84,8 +82,12 @@ def _copy_until_step_2(source: Path, target: Path) -> None:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("*_00000004*"))
 
 
-def _run_all(root: Path, data: Path) -> list[str]:
-    """Every run the graders compare, each in ``root / name``; returns the names."""
+RUNS = ["single", *MODES, *(f"{m}-resumed" for m in MODES), "tp-x-dp", "fsdp-then-pp"]
+
+
+def _run_all(root: Path) -> None:
+    """Every run in :data:`RUNS`, each in ``root / name``, on the token array ``root / "train.npy"``."""
+    data = root / "train.npy"
     np.save(data, np.random.default_rng(0).integers(0, 64, size=4000, dtype=np.uint16))
     _train(data, root / "single", [], [])
     for mode, flags in MODES.items():
@@ -97,22 +99,12 @@ def _run_all(root: Path, data: Path) -> list[str]:
     # Change of layout: FSDP's checkpoint at step 2, continued as a 2-stage pipeline.
     _copy_until_step_2(root / "fsdp", root / "fsdp-then-pp")
     _train(data, root / "fsdp-then-pp", TORCHRUN, ["--pp", "2", "--resume"])
-    return ["single", *MODES, *(f"{m}-resumed" for m in MODES), "tp-x-dp", "fsdp-then-pp"]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # one session folder shared by all workers
-        root = tmp_path_factory.getbasetemp().parent / "parallel_train"
-    else:
-        root = tmp_path_factory.mktemp("parallel_train")
-    data, finished = root / "train.npy", root / "finished.json"
-    with FileLock(f"{root}.lock"):
-        if not finished.exists():
-            shutil.rmtree(root, ignore_errors=True)  # what a failed attempt of another worker left
-            root.mkdir()
-            finished.write_text(json.dumps(_run_all(root, data)))
-    return {name: _read(root / name) for name in json.loads(finished.read_text())}, root, data
+    root = du.once_per_session(tmp_path_factory, "parallel_train", _run_all)
+    return {name: _read(root / name) for name in RUNS}, root, root / "train.npy"
 
 
 @pytest.mark.parametrize("mode", [*MODES, "tp-x-dp"])
