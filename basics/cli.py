@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import math
 import re
@@ -68,6 +69,7 @@ def _as_field_type(convert: Callable[[str], Any], tp: type) -> Callable[[str], A
 _FIELD_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+?)\s*$")
 
 
+@functools.cache  # reading and parsing the source is most of a script's start-up otherwise
 def field_comments(config_cls: type) -> dict[str, str]:
     """``{field: comment}`` from lines like ``max_steps: int = 1000  # optimizer steps`` in the class
     body (and its bases); empty when the source is unavailable."""
