@@ -176,7 +176,10 @@ class Tokenizer:
             raise ValueError(f"{vocab_path}: not valid JSON ({error})") from None
         if not isinstance(entries, dict):
             raise ValueError(f"{vocab_path}: expected a JSON object token -> id")
-        vocab = {int(i): _from_unicode(token) for token, i in entries.items()}
+        for token, i in entries.items():  # ids straight from a file: refuse lists, null, "7", 1.5, true
+            if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+                raise ValueError(f"{vocab_path}: token {token!r} has id {i!r}, not an integer >= 0")
+        vocab = {i: _from_unicode(token) for token, i in entries.items()}
         merges = []
         for number, line in enumerate(merges_path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip() or (number == 1 and line.startswith("#version")):
