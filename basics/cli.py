@@ -191,6 +191,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    """``type=`` for a level or fraction strictly between 0 and 1 (``nan`` is refused)."""
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
 # Paths are checked when the command line is read, so a mistyped name stops the run before any work
 # (and before anything is written); argparse names the flag in the one-line error.
 
