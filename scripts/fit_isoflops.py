@@ -16,7 +16,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from basics.cli import ArgumentParser, input_file, output_dir, positive_float, positive_int, run_main
+from basics.cli import (
+    ArgumentParser,
+    input_file,
+    output_dir,
+    positive_float,
+    positive_int,
+    probability,
+    run_main,
+)
 from scaling.chinchilla import bootstrap_chinchilla, format_chinchilla_report
 from scaling.isoflops import (
     bootstrap_isoflops,
@@ -26,14 +34,6 @@ from scaling.isoflops import (
     load_runs,
     plot_isoflops,
 )
-
-
-def probability(text: str) -> float:
-    """``--level``: a coverage strictly between 0 and 1."""
-    value = float(text)
-    if not 0.0 < value < 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

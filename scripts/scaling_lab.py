@@ -34,7 +34,9 @@ from basics.cli import (
     input_file,
     output_dir,
     output_file,
+    positive_float,
     positive_int,
+    probability,
     run_main,
 )
 from basics.files import atomic_write
@@ -201,12 +203,16 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument(
             "--bootstrap", type=positive_int, default=200, help="bootstrap resamples (default: 200)"
         )
-        sub.add_argument("--level", type=float, default=0.9, help="interval level (default: 0.9)")
+        sub.add_argument("--level", type=probability, default=0.9, help="interval level (default: 0.9)")
         sub.add_argument(
-            "--target-budget", type=float, default=None, help="predict here (default: 100x the top budget)"
+            "--target-budget",
+            type=positive_float,
+            default=None,
+            help="predict here (default: 100x the top budget)",
         )
         sub.add_argument(
             "--submission",
+            type=output_file,
             default=None,
             help="where predict writes (default: <out-dir>/fits/submission.json)",
         )
@@ -255,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         plan_run(request, lab)
     elif args.command in ("sweep", "predict"):
         config_from_arguments(SweepConfig, args)  # checked before the ledger is opened (or created)
+    if args.command in ("predict", "check") and not Path(lab.db_path).is_file():  # they only read it
+        raise FileNotFoundError(f"--db-path {lab.db_path}: no ledger there; run `sweep` first")
     ledger = open_ledger(lab.db_path, lab.total_budget)
     if args.command == "query":
         result = query(request, ledger, lab)
