@@ -99,7 +99,9 @@ ANCHORS: dict[str, list[str]] = {
     # a valid request; the ledger is a text file, which the lab refuses after checking the values
     "scaling_lab flops": [*LAB_REQUEST, "--db-path", "{tmp}/" + FIXTURE_FILE],
     "scaling_lab query": [*LAB_REQUEST, "--db-path", "{tmp}/" + FIXTURE_FILE],
-    "scaling_lab sweep": ["--dry-run", "--db-path", "{tmp}/" + FIXTURE_FILE],
+    "scaling_lab sweep": ["--db-path", "{tmp}/" + FIXTURE_FILE],
+    "scaling_lab predict": ["--db-path", "{tmp}/" + FIXTURE_FILE],
+    "scaling_lab check": ["--db-path", "{tmp}/" + FIXTURE_FILE],
     "scaling_lab status": [],
 }
 
@@ -152,7 +154,9 @@ PATHS: dict[str, dict[str, str]] = {
     "train_quality": {"--positives": "read", "--negatives": "read", "--out": "write"},
     "train_tokenizer": {"--out-dir": "write_dir", "--input": "read", "--validation": "read"},
     "scaling_lab query": {"--db-path": "write", "--out-dir": "write_dir"},
-    "scaling_lab sweep": {"--db-path": "write", "--out-dir": "write_dir"},
+    "scaling_lab sweep": {"--db-path": "write", "--out-dir": "write_dir", "--submission": "write"},
+    "scaling_lab predict": {"--db-path": "read_ledger", "--out-dir": "write_dir", "--submission": "write"},
+    "scaling_lab check": {"--db-path": "read_ledger", "--out-dir": "write_dir", "--submission": "read"},
     "scaling_lab flops": {"--db-path": "write", "--out-dir": "write_dir"},
     "scaling_lab status": {"--db-path": "read_ledger"},
 }
@@ -173,6 +177,7 @@ ACCEPTED: dict[tuple[str, str, str], str] = {
     ("*", "--ei-seed", "-1"): "any integer is a seed",
     ("*", "--seed", "0"): "any integer is a seed",
     ("generate", "--max-new-tokens", "0"): "prints the prompt alone (SampleConfig allows 0)",
+    ("*", "--lr-exponent", "-1"): "any finite exponent is a width rule (negative: wider models get more)",
     ("*", "--data-seed", "0"): "any integer is a seed",
     ("*", "--ei-seed", "0"): "any integer is a seed",
 }
@@ -181,6 +186,7 @@ ACCEPTED: dict[tuple[str, str, str], str] = {
 ZERO_OK: dict[str, str] = {
     "--warmup-steps": "no warm-up",
     "--warmup": "no untimed calls before timing",
+    "--max-extra-sizes": "no size added when the best one sits at an edge",
 }
 
 SECONDS = 20  # an in-process case that runs longer has accepted its value and started the job
