@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, run_main
+from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, output_dir, run_main
 
 STAGE_FORMAT = 1  # bump when a stage's outputs change meaning: every stage reruns
 
@@ -1063,12 +1063,14 @@ def format_report(course: Course, total_seconds: float, argv: list[str]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out-dir", type=Path, required=True, help="where every stage and report.md go")
+    parser.add_argument(
+        "--out-dir", type=output_dir, required=True, help="where every stage and report.md go"
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), help="starting config (default: cpu)")
     parser.add_argument("--quick", action="store_true", help="the quick preset: about 5 minutes on 2 cores")
     parser.add_argument("--smoke", action="store_true", help="the smoke preset: the smallest end-to-end run")
     parser.add_argument(
-        "--cache-dir", type=Path, help="built-in corpus cache (default: ~/.cache/lm-from-scratch)"
+        "--cache-dir", type=output_dir, help="built-in corpus cache (default: ~/.cache/lm-from-scratch)"
     )
     add_config_arguments(parser, CourseConfig)
     return parser.parse_args(argv)
