@@ -68,6 +68,7 @@ LAB_REQUEST += ["--learning-rate", "0.01", "--train-flops", "1e9"]
 # ``{tmp}`` is the case's working folder. A fuzzed flag replaces its entry here.
 ANCHORS: dict[str, list[str]] = {
     "bench_tokenizer": ["--input", "{tmp}/missing-corpus.txt"],
+    "course_run": ["--out-dir", "{tmp}/out", "--warc", "{tmp}/missing-warcs"],
     "dpo": ["--init", "{tmp}/missing-policy.pt", "--out", "{tmp}/out"],
     "evaluate": ["--policy", "{tmp}/missing-policy.pt", "--output", "{tmp}/out/generations.jsonl"],
     "export_hf": ["{tmp}/missing-run", "--out-dir", "{tmp}/out"],
@@ -110,6 +111,7 @@ ANCHORS: dict[str, list[str]] = {
 PATHS: dict[str, dict[str, str]] = {
     "bench_model": {"--trace-dir": "write_dir"},
     "bench_tokenizer": {"--input": "read"},
+    "course_run": {"--out-dir": "write_dir", "--warc": "read_dir", "--cache-dir": "write_dir"},
     "dpo": {"--init": "read_any", "--out": "write_dir", "--eval-task": "read"},
     "evaluate": {
         "--policy": "read_any",
@@ -180,6 +182,8 @@ ACCEPTED: dict[tuple[str, str, str], str] = {
     ("*", "--lr-exponent", "-1"): "any finite exponent is a width rule (negative: wider models get more)",
     ("*", "--data-seed", "0"): "any integer is a seed",
     ("*", "--ei-seed", "0"): "any integer is a seed",
+    ("*", "--crawl-seed", "-1"): "any integer is a seed",
+    ("*", "--crawl-seed", "0"): "any integer is a seed",
 }
 
 # Flags whose help says nothing about 0 but where 0 means something (with the reason).
