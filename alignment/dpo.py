@@ -189,6 +189,7 @@ def train_dpo(
         raise ValueError("train_dpo needs at least one (prompt, chosen, rejected) triple")
     template = ALPACA_TEMPLATE if config.alpaca_template else PLAIN_TEMPLATE
     device = model_device(policy)
+    # (pairs,) each, computed once: the reference never changes, so it never runs again.
     ref_chosen, ref_rejected = (
         t.to(device) for t in reference_log_probs(reference, tokenizer, pairs, template)
     )
@@ -206,8 +207,9 @@ def train_dpo(
         rngs={"batches": rng},
     )
     for step in loop.steps(config.steps):
-        lr = config.learning_rate * min(1.0, step / max(1, config.warmup_steps))
+        lr = config.learning_rate * min(1.0, step / max(1, config.warmup_steps))  # warmup, then constant
         set_learning_rate(optimizer, lr)
+        # Pairs drawn with replacement; the same indices pick the precomputed reference log-probs.
         index = [rng.randrange(len(pairs)) for _ in range(config.batch_size)]
         prompts = [pairs[i][0] for i in index]
         with autocast(policy):

@@ -183,6 +183,7 @@ class PackedSFTDataset(torch.utils.data.Dataset):
         if shuffle:
             random.Random(seed).shuffle(examples)
         bos, eos = bos_token_id(tokenizer), eos_token_id(tokenizer)
+        # One stream of [BOS text EOS] per example; windows may cut through examples (that is packing).
         stream: list[int] = []
         for example in examples:
             text = format_example(example["prompt"], example["response"], template)
@@ -193,12 +194,13 @@ class PackedSFTDataset(torch.utils.data.Dataset):
             raise ValueError(f"{len(stream)} tokens are not enough for one window of seq_length {seq_length}")
 
     def __len__(self) -> int:
+        # Each window needs one token beyond it for its last label: hence len - 1.
         return max(0, (len(self.tokens) - 1) // self.seq_length)
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} windows")
-        i = i % len(self)
+        i = i % len(self)  # negative indices count from the end, as for a list
         start = i * self.seq_length
         return {
             "input_ids": self.tokens[start : start + self.seq_length],
@@ -216,10 +218,10 @@ def iterate_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(dataset)
-    order = torch.randperm(n, generator=generator).tolist() if shuffle else list(range(n))
+    order = torch.randperm(n, generator=generator).tolist() if shuffle else list(range(n))  # one epoch
     for start in range(0, n, batch_size):
         items = [dataset[i] for i in order[start : start + batch_size]]
-        yield {key: torch.stack([item[key] for item in items]) for key in items[0]}
+        yield {key: torch.stack([item[key] for item in items]) for key in items[0]}  # (batch, seq_length)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -314,6 +316,7 @@ def train_sft(
     )
     warmup = min(config.warmup_steps, config.steps)
     for step in loop.steps(config.steps):
+        # step counts from 1; the schedule from 0, so step 1 uses the schedule's first rate.
         lr = lr_cosine_schedule(
             step - 1, config.learning_rate, config.final_learning_rate, warmup, config.steps
         )
