@@ -326,6 +326,7 @@ def collect_ppo_rollouts(
     )
     scores, stats = scorer(prompts, responses, truths)
     micro = tokenize_rollouts(tokenizer, prompts, responses, config.microbatch_size, model_device(policy))
+    # Rollouts are scored by three frozen views of the batch: pi_old, pi_ref and V_old.
     add_log_probs(policy, micro, "old_log_probs")  # pi_old: the sampling policy, frozen for this batch
     add_log_probs(reference, micro, "ref_log_probs")  # pi_ref: the SFT policy, frozen for the whole run
     _add_values(value_model, micro)
@@ -424,6 +425,7 @@ def train_ppo(
     """
     if not questions:
         raise ValueError("train_ppo needs at least one (prompt, ground_truth) pair")
+    # One optimizer, two parameter groups, a rate each (by default the value model's is 5x the policy's).
     groups = [
         {"params": list(policy.parameters()), "lr": config.learning_rate},
         {"params": list(value_model.parameters()), "lr": config.value_learning_rate},
@@ -445,11 +447,11 @@ def train_ppo(
     )
     for _ in loop.steps(config.steps):
         chosen = [questions[rng.randrange(len(questions))] for _ in range(config.rollouts_per_step)]
-        value_model.eval()
+        value_model.eval()  # V(s_t) at collection time becomes old_values, the clipping anchor
         rollouts = collect_ppo_rollouts(
             policy, value_model, reference, tokenizer, chosen, scorer, config, generator
         )
-        value_model.train()
+        value_model.train()  # then both networks learn from the same rollouts
         metrics = ppo_update(policy, value_model, rollouts, config, loop, rng)
         loop.end_step(rollouts.stats | metrics)
     return loop.result()
