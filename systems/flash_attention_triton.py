@@ -307,13 +307,14 @@ def fp32_dot_precision() -> str:
 
 def _forward(q: Tensor, k: Tensor, v: Tensor, is_causal: bool) -> tuple[Tensor, Tensor]:
     """q (batch, Nq, d), k, v (batch, Nk, d) -> (O like q, L (batch, Nq) fp32)."""
+    # Contiguous: the kernels compute offsets as batch * stride + row * d + col.
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     batch, n_queries, d = q.shape
     n_keys = k.shape[1]
     settings = launch_settings("forward", q)
     out = torch.empty_like(q)
     lse = torch.empty(batch, n_queries, device=q.device, dtype=torch.float32)
-    grid = (triton.cdiv(n_queries, settings["Q_TILE"]), batch)
+    grid = (triton.cdiv(n_queries, settings["Q_TILE"]), batch)  # one program per (query tile, batch)
     launch(
         _flash_forward_kernel, grid,
         q, k, v, out, lse, q.stride(0), k.stride(0), n_queries, n_keys, d, 1.0 / math.sqrt(d),
@@ -338,6 +339,7 @@ def _backward(
     delta = (out.float() * grad_out.float()).sum(dim=-1).contiguous()  # D = rowsum(O * dO): (batch, Nq)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     common = (q.stride(0), k.stride(0), n_queries, n_keys, d, 1.0 / math.sqrt(d))
+    # Two launches so no two programs write the same output: key tiles own dK, dV; query tiles own dQ.
     settings = launch_settings("dkdv", q)
     launch(
         _flash_backward_dkdv_kernel, (triton.cdiv(n_keys, settings["K_TILE"]), batch),
