@@ -1,7 +1,7 @@
 """Graders: tokenizer files from disk are type-checked. A ``vocab.json`` whose ids are not integers
 (lists, null, strings, floats, booleans, negatives) is one ``ValueError`` naming the file and the
 token, which the scripts print as one ``error:`` line -- not a ``TypeError`` traceback from deep
-inside the loader (issue 11)."""
+inside the loader."""
 
 from __future__ import annotations
 

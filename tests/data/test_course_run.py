@@ -1,4 +1,4 @@
-"""scripts/course_run.py, the whole course in one command (issue 16): which stages a rerun skips,
+"""scripts/course_run.py, the whole course in one command: which stages a rerun skips,
 which settings make a stage (and everything downstream) run again, the one-line errors, and -- slow --
 the smallest preset end to end, twice."""
 

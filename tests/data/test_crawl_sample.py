@@ -1,4 +1,4 @@
-"""The offline Common Crawl-like sample (data.crawl_sample, issue 16): its WARC files read back
+"""The offline Common Crawl-like sample (data.crawl_sample): its WARC files read back
 record for record, every planted kind of page is there, and the pipeline meets each challenge."""
 
 from __future__ import annotations
