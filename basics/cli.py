@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import inspect
 import math
+import pickle
 import re
 import sqlite3
 import sys
@@ -300,8 +301,9 @@ class ArgumentParser(argparse.ArgumentParser):
 # What a user can cause by what they typed or pointed at: a bad value (ValueError, which includes
 # UnicodeDecodeError and json.JSONDecodeError), a missing/unreadable/misplaced file or folder
 # (OSError: FileNotFoundError, PermissionError, IsADirectoryError, ...), a corrupt database, a
-# missing optional package. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, OSError, ImportError, sqlite3.DatabaseError, MemoryError)
+# missing optional package, a file that will not unpickle safely (torch.load(weights_only=True) refusing
+# it). Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, ImportError, sqlite3.DatabaseError, MemoryError, pickle.UnpicklingError)
 
 
 def one_line(error: BaseException) -> str:
