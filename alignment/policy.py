@@ -101,7 +101,11 @@ def load_hf_policy(
         ) from error
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype or "auto")
+        # A local folder must hold safetensors: a pickled pytorch_model.bin is refused, never unpickled.
+        safe = True if Path(name_or_path).is_dir() else None
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path, dtype=dtype or "auto", use_safetensors=safe
+        )
     except OSError as error:
         raise FileNotFoundError(
             f"cannot load a model from {name_or_path!r}: {str(error).splitlines()[0]}"
