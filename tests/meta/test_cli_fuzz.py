@@ -639,3 +639,54 @@ def test_bad_value_sweep_in_real_processes(case: Case, tmp_path: Path):
     prepare_folder(tmp_path)
     outcome = run_subprocess(case, tmp_path)
     assert not problems(case, outcome), report(case, outcome) + "\n".join(problems(case, outcome))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files whose contents are wrong (the flags are fine): still one line, exit 2, nothing run
+
+
+def test_an_hf_folder_with_pickled_weights_is_refused_not_unpickled(tmp_path: Path):
+    """A local Hugging Face folder whose weights are a pickle (``pytorch_model.bin``) is one error
+    line; the pickle is never loaded (it would run code)."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models
+
+    folder = tmp_path / "hf"
+    config = transformers.LlamaConfig(
+        vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    transformers.LlamaForCausalLM(config).save_pretrained(folder)
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    marker = tmp_path / "code-ran"
+    payload = b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."  # pickle: os.system(...)
+    (folder / "pytorch_model.bin").write_bytes(payload)
+    letters = Tokenizer(models.BPE(vocab={chr(97 + i): i for i in range(26)}, merges=[]))
+    transformers.PreTrainedTokenizerFast(tokenizer_object=letters, eos_token="z").save_pretrained(folder)
+    case = Case("evaluate", "--policy", str(folder), "pickled weights")
+    outcome = run_in_process(case, tmp_path)
+    assert not marker.exists(), "the pickle ran"
+    assert outcome.code == 2 and len(outcome.lines) == 1, report(case, outcome)
+    assert outcome.lines[0].startswith("error:") and str(folder) in outcome.lines[0]
+
+
+def test_a_vocabulary_smaller_than_asked_is_reported(tmp_path: Path):
+    """``train.py --vocab-size`` larger than the corpus can give trains a smaller tokenizer and says so
+    (with the size it got), instead of silently keeping an embedding table of unused rows."""
+    text = "\n\n".join(f"paragraph {i}: the cat sat on the mat." for i in range(40))
+    (tmp_path / "notes.txt").write_text(text)
+    module = load_script("train")
+    argv = ["--data", str(tmp_path / "notes.txt"), "--cache-dir", str(tmp_path / "cache")]
+    argv += ["--vocab-size", "5000", "--prepare-only", "--out-dir", str(tmp_path / "run")]
+    stdout, old = io.StringIO(), sys.argv
+    sys.argv = ["scripts/train.py", *argv]
+    try:
+        with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as stop:
+            from basics.cli import run_main
+
+            run_main(module.main)
+    finally:
+        sys.argv = old
+    assert stop.value.code in (0, None)
+    said = [line for line in stdout.getvalue().splitlines() if "5,000" in line or "5000" in line]
+    assert said and re.search(r"only \d", said[0]), stdout.getvalue()
