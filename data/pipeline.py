@@ -153,15 +153,17 @@ def filter_shard(input_path: str, out_dir: str, config: FilterConfig) -> ShardRe
     name, folder = shard_name(input_path), Path(out_dir) / "filtered"
     counts_path, docs_path = folder / f"{name}.json", folder / f"{name}.jsonl"
     result = ShardResult(shard=name, fingerprint=config.fingerprint(), input=input_signature(input_path))
+    # Resume: the shard's outputs exist, were made with these filter settings and from this input.
     previous = _previous_result(counts_path, docs_path, result.fingerprint)
     if previous is not None and previous.get("input") == result.input:
         return dataclasses.replace(ShardResult(**previous), resumed=True, rebuilt=False)
     result.rebuilt = previous is not None  # same settings, but the input file changed
     start, cpu_start = time.perf_counter(), time.process_time()
-    load_models(config)
+    load_models(config)  # timed apart, so per-filter times measure filtering, not model loading
     result.setup_seconds = time.process_time() - cpu_start
     filters, counts, lines = build_filters(config), FilterCounts(), []
     records, stats = read_warc(input_path, ("response", "conversion"), max_block_bytes=config.max_page_bytes)
+    # Batches: model-backed filters (language, harmful, quality) score a batch per call.
     for batch in _batches(records, config.batch_size):
         result.documents_in += len(batch)
         result.bytes_in += sum(len(d.payload) for d in batch)
@@ -179,6 +181,8 @@ def filter_shard(input_path: str, out_dir: str, config: FilterConfig) -> ShardRe
     result.filter_seconds = dict(counts.cpu_seconds)
     result.seconds, result.cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     folder.mkdir(parents=True, exist_ok=True)
+    # Documents first, counts last: the counts file is what marks the shard done, so a crash between
+    # the two writes leaves a shard that is redone, never one that is trusted half-written.
     write_atomically(docs_path, (line.encode("utf-8", errors="surrogatepass") for line in lines))
     write_atomically(counts_path, [json.dumps(dataclasses.asdict(result), indent=1).encode()])
     return result
@@ -192,12 +196,14 @@ def tokenize_shard(text_path: str, tokens_path: str, tokenization: Tokenization)
     the end-of-text id, plus its sidecar. Skipped when the sidecar says this exact text and
     tokenizer were done. Returns the number of tokens."""
     text_bytes = Path(text_path).read_bytes()
+    # The shard's identity: its exact text and the tokenizer; either changing means re-encoding.
     source = hashlib.blake2b(text_bytes + tokenization.fingerprint.encode()).hexdigest()
     sidecar = Path(f"{tokens_path}.json")
     if sidecar.is_file() and Path(tokens_path).is_file():
         previous = json.loads(sidecar.read_text())
         if previous.get("source") == source:
             return int(previous["tokens"])
+    # Little-endian uint16 when every id fits (half the bytes), else uint32: the shard format's rule.
     dtype = np.dtype("<u2") if tokenization.vocab_size <= 1 << 16 else np.dtype("<u4")
     ids: list[int] = []
     lines = text_bytes.decode("utf-8", errors="surrogatepass").splitlines()
@@ -219,6 +225,7 @@ def tokenize_shard(text_path: str, tokens_path: str, tokenization: Tokenization)
         "source": source,
     }
     Path(tokens_path).parent.mkdir(parents=True, exist_ok=True)
+    # Ids first, sidecar last: a sidecar vouches for a complete .bin (and the skip check reads it).
     write_atomically(Path(tokens_path), [array.astype(dtype).tobytes()])
     write_atomically(sidecar, [json.dumps(info, indent=1).encode()])
     return int(array.size)
