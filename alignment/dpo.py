@@ -128,6 +128,7 @@ def preference_metrics(
         rejected = sequence_log_probs(
             model, tokenizer, [p for p, _, _ in chunk], [r for _, _, r in chunk], template
         )
+        # Summed per chunk, divided once at the end: the mean over all pairs, whatever the chunking.
         wins += int((chosen > rejected).sum())
         gap += float((chosen - rejected).sum())
     return {"preference_accuracy": wins / len(pairs), "log_prob_gap": gap / len(pairs)}
@@ -257,12 +258,13 @@ def sample_preference_pairs(
     )
     pairs, counts = [], {"policy_chosen": 0, "policy_rejected": 0}
     for i, (prompt, truth, fallback_chosen, fallback_rejected) in enumerate(examples):
-        group = responses[i * samples_per_prompt : (i + 1) * samples_per_prompt]
+        group = responses[i * samples_per_prompt : (i + 1) * samples_per_prompt]  # this prompt's samples
         rewards = [float(reward_fn(r, truth)["reward"]) for r in group]
         good = list(dict.fromkeys(r for r, w in zip(group, rewards) if w > 0.5))  # distinct, in order
         bad = list(dict.fromkeys(r for r, w in zip(group, rewards) if w <= 0.5))
         counts["policy_chosen"] += bool(good)
         counts["policy_rejected"] += bool(bad)
+        # Every (correct, incorrect) combination, a fallback standing in for a side the policy lacked.
         combos = [(g, b) for g in good or [fallback_chosen] for b in bad or [fallback_rejected]]
         pairs.extend((prompt, g, b) for g, b in combos[:pairs_per_prompt])
     return pairs, counts

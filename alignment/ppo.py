@@ -369,6 +369,8 @@ def _microbatch_losses(policy: Any, value_model: ScalarHeadModel, data: dict[str
     )
     stats = {"policy_loss": pg_loss.detach(), "value_loss": vf_loss.detach(), **pg_stats, **vf_stats}
     stats["entropy"] = masked_mean(out["token_entropy"].detach(), mask)
+    # One backward for both networks: the policy's parameters get only the policy loss's gradient,
+    # the value model's only vf_coef times the value loss's (they share no parameters).
     return pg_loss + config.vf_coef * vf_loss, stats
 
 
@@ -382,12 +384,13 @@ def ppo_update(
 ) -> dict[str, float]:
     """``ppo_epochs`` passes over the rollout batch (microbatches in a fresh order each epoch), one
     optimizer step per ``minibatch_size`` rollouts; returns the mean of each statistic."""
+    # Several optimizer steps per rollout batch (unlike GRPO's one per epoch): PPO's minibatches.
     per_step = config.minibatch_size // config.microbatch_size  # microbatches accumulated per step
     totals: dict[str, float] = {}
     count = 0
     for _ in range(config.ppo_epochs):
         order = list(range(len(rollouts.microbatches)))
-        rng.shuffle(order)
+        rng.shuffle(order)  # a fresh minibatch split each epoch, from the loop's seeded (resumable) RNG
         for start in range(0, len(order), per_step):
             loop.optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0

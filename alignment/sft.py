@@ -137,6 +137,7 @@ def sft_microbatch_train_step(
     loss = per_example.mean() / gradient_accumulation_steps
     loss.backward()
     tokens = response_mask.sum()
+    # For logging: the loss before the accumulation division, and the plain per-token NLL.
     metadata = {
         "unscaled_loss": per_example.mean().detach(),
         "response_tokens": tokens.detach(),
