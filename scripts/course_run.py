@@ -24,7 +24,7 @@ finishes; a rerun skips a finished stage whose settings -- and whose upstream st
 unchanged, and redoes it (and everything downstream) otherwise. An interrupted stage continues where it
 stopped (pipeline shards, training checkpoints).
 
-    python scripts/course_run.py --out-dir runs/course --quick        # ~5 minutes on a 2-core CPU
+    python scripts/course_run.py --out-dir runs/course --quick        # ~3 CPU-minutes on a 2-core machine
     python scripts/course_run.py --out-dir runs/course                # the cpu preset, bigger and longer
     python scripts/course_run.py --out-dir runs/course --preset gpu   # TinyStories-sized model, one GPU
     python scripts/course_run.py --out-dir runs/cc --warc CC_DIR      # real WARC/WET files instead
@@ -76,7 +76,7 @@ class CourseConfig:
     pretrain_steps: int = 600  # optimizer steps of the pretraining run
     learning_rate: float = 3e-3  # peak learning rate (pretraining and the sweep)
     compile: bool = False  # torch.compile the pretraining model (GPU)
-    sweep_budgets: tuple[float, ...] = (1e10, 3e10)  # IsoFLOPs budgets C = 6 N D (FLOPs)
+    sweep_budgets: tuple[float, ...] = (1e11, 3e11)  # IsoFLOPs budgets C = 6 N D (FLOPs)
     sweep_d_models: tuple[int, ...] = (16, 32, 64)  # model widths per budget (2 layers each)
     sft_steps: int = 700  # SFT optimizer steps on the demo task
     grpo_steps: int = 40  # GRPO rollout batches
@@ -126,13 +126,13 @@ PRESETS: dict[str, CourseConfig] = {
         batch_size=16, pretrain_steps=120, sweep_budgets=(4e9, 1.2e10), sweep_d_models=(16, 32),
         sft_steps=150, grpo_steps=6, eval_size=100, sample_tokens=30,
     ),
-    # `--quick`: the whole course in about 5 minutes on a 2-core CPU.
+    # `--quick`: the whole course in about 3 CPU-minutes (163 s measured: SFT 81, GRPO 32, sweep 23).
     "quick": CourseConfig(
         articles=240, vocab_size=1024, context_length=64, d_model=64, num_layers=2, num_heads=4,
         batch_size=16, pretrain_steps=300, sweep_budgets=(1e10, 3e10), sweep_d_models=(16, 32, 48),
         sft_steps=700, grpo_steps=40, eval_size=300, sample_tokens=40,
     ),
-    "cpu": CourseConfig(),
+    "cpu": CourseConfig(),  # ~15 minutes on 2 cores
     # One GPU: the handout's TinyStories-sized model on the (real or sampled) crawl.
     "gpu": CourseConfig(
         articles=700, vocab_size=10_000, context_length=256, d_model=512, num_layers=4, num_heads=16,
@@ -554,26 +554,41 @@ def scaling_settings(config: CourseConfig) -> dict:
     return {name: getattr(config, name) for name in names}
 
 
-def sweep_run(course: Course, folder: Path, budget: float, d_model: int) -> dict:
-    """One IsoFLOPs point: a 2-layer model of width ``d_model`` trained on D = C / (6 N) tokens."""
+def sweep_point(config: CourseConfig, vocab_size: int, budget: float, d_model: int) -> tuple:
+    """The model of one IsoFLOPs point (2 layers, width ``d_model``), its non-embedding parameters N
+    and its steps for D = C / (6 N) tokens; too few steps to say anything is an error."""
     from basics.accounting import count_parameters
-    from basics.train import train
 
-    name = f"C{budget:.3g}_d{d_model}"
-    done = read_json(folder / "runs" / name / "result.json")
-    if done is not None:
-        return done
-    model = model_config(
-        course.config, course.summary("tokenize")["vocab_size"], d_model, 2, max(1, d_model // 16)
-    )
+    model = model_config(config, vocab_size, d_model, 2, max(1, d_model // 16))
     n = count_parameters(model).non_embedding
-    tokens_per_step = course.config.batch_size * course.config.context_length
+    tokens_per_step = config.batch_size * config.context_length
     steps = round(budget / (6 * n * tokens_per_step))
     if steps < 10:
         raise ValueError(
             f"--sweep-budgets {budget:.3g} gives d_model {d_model} only {steps} steps of {tokens_per_step} tokens "
             "(10 or more needed): raise the budgets or lower --sweep-d-models"
         )
+    return model, n, steps
+
+
+def check_sweep(config: CourseConfig) -> None:
+    """Every sweep point trains 10 or more steps (with the asked vocabulary; checked before any stage)."""
+    for budget in config.sweep_budgets:
+        for d_model in config.sweep_d_models:
+            sweep_point(config, config.vocab_size, budget, d_model)
+
+
+def sweep_run(course: Course, folder: Path, budget: float, d_model: int) -> dict:
+    """One IsoFLOPs point: a 2-layer model of width ``d_model`` trained on D = C / (6 N) tokens."""
+    from basics.train import train
+
+    name = f"C{budget:.3g}_d{d_model}"
+    done = read_json(folder / "runs" / name / "result.json")
+    if done is not None:
+        return done
+    vocab_size = course.summary("tokenize")["vocab_size"]
+    model, n, steps = sweep_point(course.config, vocab_size, budget, d_model)
+    tokens_per_step = course.config.batch_size * course.config.context_length
     result = train(train_config(course, model, folder / "runs" / name, steps, evals=1))
     record = {"name": name, "compute_budget": budget, "d_model": d_model, "parameters": n, "steps": steps,
               "tokens": steps * tokens_per_step, "final_loss": result.val_loss, "seconds": result.elapsed_s}  # fmt: skip
@@ -1067,7 +1082,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out-dir", type=output_dir, required=True, help="where every stage and report.md go"
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), help="starting config (default: cpu)")
-    parser.add_argument("--quick", action="store_true", help="the quick preset: about 5 minutes on 2 cores")
+    parser.add_argument("--quick", action="store_true", help="the quick preset: about 3 CPU-minutes")
     parser.add_argument("--smoke", action="store_true", help="the smoke preset: the smallest end-to-end run")
     parser.add_argument(
         "--cache-dir", type=output_dir, help="built-in corpus cache (default: ~/.cache/lm-from-scratch)"
@@ -1097,6 +1112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out_dir.exists() and not args.out_dir.is_dir():
         raise ValueError(f"--out-dir is a file: {args.out_dir}")
     stage_keys(config)  # reads the --warc folder: a missing or empty one fails before anything is written
+    check_sweep(config)
     from basics.corpus import DEFAULT_CACHE_DIR
 
     course = Course(config, args.out_dir, args.cache_dir or DEFAULT_CACHE_DIR)

@@ -68,6 +68,13 @@ def test_real_warc_input_is_keyed_by_its_files(course, adapters, tmp_path):
     assert {name for name in before if before[name] != after[name]} == set(STAGE_NAMES) - {"sft", "grpo"}
 
 
+def test_every_preset_gives_every_sweep_point_enough_steps(course):
+    for preset in course.PRESETS.values():
+        course.check_sweep(preset)  # raises ValueError naming the budget and width otherwise
+    with pytest.raises(ValueError, match="--sweep-budgets 1e"):
+        course.check_sweep(dataclasses.replace(course.PRESETS["quick"], sweep_budgets=(1e8, 1e9)))
+
+
 def fake_stage(course, calls: list, outputs=("result.txt",)):
     def work(run, folder: Path) -> dict:
         calls.append(sorted(p.name for p in folder.iterdir()))  # what the stage found in its folder
@@ -140,6 +147,7 @@ def test_an_interrupted_stage_resumes_in_its_folder_unless_its_settings_changed(
         (["--out-dir", "X", "--warc", "no/such/folder"], "no/such/folder"),
         (["--out-dir", "X", "--device", "tpu"], "--device"),
         (["--out-dir", "X", "--warc", "EMPTY"], "no WARC/WET files"),
+        (["--out-dir", "X", "--quick", "--sweep-budgets", "1e8", "1e9"], "--sweep-budgets 1e+08"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(tmp_path, args, message):
