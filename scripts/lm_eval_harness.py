@@ -5,8 +5,11 @@ Needs the optional extra: pip install -e ".[eval]". Offline by default: HF_DATAS
 HF_HUB_OFFLINE are set unless you set them yourself, so use local tasks (--include_path DIR with YAMLs
 whose dataset_path is json and data_files are local) or datasets already in your cache.
 
+Model arguments (--model_args, comma-separated): path (required), device, batch_size, max_gen_toks,
+threads (torch CPU threads; threads=1 is much faster on a busy CPU).
+
 Examples:
-    python scripts/lm_eval_harness.py --model lmfs --model_args path=runs/cpu \\
+    python scripts/lm_eval_harness.py --model lmfs --model_args path=runs/cpu,threads=1 \\
         --include_path my_tasks/ --tasks my_arc_task --batch_size 16
     python scripts/lm_eval_harness.py --model lmfs --model_args path=exports/cpu-llama --tasks my_task \\
         --include_path my_tasks/ --output_path runs/eval/lm_eval.json
