@@ -9,8 +9,8 @@ rollout batches; --resume continues an interrupted run. The demo's default --kl-
 dataclass's, 0.05, suits large models).
 
 Reward hacking: train the flawed reward model (scripts/reward_model.py --flaw concise) and optimise
-against it with and without the KL penalty: its score rises while the true accuracy falls, less so
-with a larger --kl-coef.
+against it with and without the KL penalty: its score rises while the true accuracy falls (to 0 at
+--kl-coef 0), more slowly and less far with a larger --kl-coef.
 
 Examples:
     python scripts/reward_model.py --out runs/rm && python scripts/ppo.py --reward-model runs/rm/reward_model.pt
@@ -37,8 +37,9 @@ from alignment.rewards import r1_zero_reward_fn
 from alignment.tasks import TaskConfig, load_task
 from basics.cli import ArgumentParser, add_config_arguments, config_from_arguments, input_file, run_main
 
-# The CPU demo: a strong KL penalty (beta 0.5 per token) keeps the policy where the small reward model
-# is still right; at beta 0.05 the same run over-optimises it (see the README's reward-hacking table).
+# The CPU demo: a strong KL penalty (beta 0.5 per token) keeps the policy near the SFT policy, where the
+# small reward model is still mostly right (the README's reward-hacking table shows beta 0, 0.5 and 2
+# against a deliberately flawed reward model).
 DEMO_PPO = PPOConfig(kl_coef=0.5)
 
 
