@@ -1,6 +1,5 @@
 """Graders for the Gopher quality rules, at each threshold (inclusive bounds keep the document)."""
 
-
 from __future__ import annotations
 
 import pytest
@@ -48,6 +47,7 @@ def test_maximum_word_count(adapters, n, keep):
         (words(59, "abcdefghij") + " abcdefghijk", False),  # mean 601/60 > 10
         (words(59, "abcdefghij") + " abcdefghi", True),
     ],
+    ids=["mean-3", "mean-2.98", "mean-3.02", "mean-2", "mean-10", "mean-10.02", "mean-9.98"],
 )
 def test_mean_word_length_bounds(adapters, text, keep):
     check(adapters, text, keep)
