@@ -16,7 +16,8 @@ What makes a small sweep measure the model rather than the noise:
 - **A learning rate per size** (:func:`learning_rate_for`): the peak learning rate falls as a power
   of the width, ``(base_width / d_model) ** lr_exponent`` (µP's rule for Adam's hidden matrices is
   exponent 1: Yang et al. 2022), anchored at ``base_learning_rate`` for ``base_width``. The defaults
-  were fitted to two probes on this lab's schedule: width 32 at C = 3e10 (loss 3.417, 3.364 at
+  were fitted to two probes on this lab's schedule (made while the lab still counted non-embedding N,
+  so with more tokens per run than today's): width 32 at C = 3e10 (loss 3.417, 3.364 at
   lr 0.02, 0.06) and width 64 at C = 3e11 (2.936, 2.970, 3.028 at lr 0.015, 0.03, 0.06): the best
   learning rate fell faster than 1/d_model between them, so the exponent is 1.5, not 1; the rate is
   capped at the largest one probed (0.06), which the rule would otherwise exceed below width 32.
@@ -25,10 +26,12 @@ What makes a small sweep measure the model rather than the noise:
   more tokens and gets a bigger batch, so no run is starved of steps or drowned in them.
 - **Seeds.** Every (budget, size) point is trained with ``seeds`` seeds; the fits use the mean and the
   bootstrap (scaling/prediction.py) resamples them.
-- **Speed.** Tiny models are bound by per-step overhead, not by matmuls: the runs of a budget go to
-  ``workers`` processes of one torch thread each (measured on 2 cores: batching seeds through
-  ``torch.func.vmap`` was slower, as CPU attention has no batching rule, and ``torch.compile`` costs
-  more to compile than a run of a few hundred steps saves).
+- **Speed.** Tiny models are bound by per-op overhead more than by matmuls: the runs of a budget go
+  to ``workers`` processes of one torch thread each. Measured on this 2-core machine (one thread):
+  batching 4 seeds through ``torch.func.vmap`` ran at 4.9 vs 6.9 GFLOP/s eager for width 32 (CPU
+  attention has no batching rule), so it is not used; ``torch.compile`` of the loss and backward cut
+  a width-48 step from 27.6 to 18.8 CPU-ms but cost 10 CPU-s to compile, a loss for the few-hundred-
+  step runs of the small budgets and a gain only at the top one (not done yet).
 """
 
 from __future__ import annotations
