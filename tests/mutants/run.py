@@ -1,8 +1,9 @@
 """Grade mutants in one process: ``python -m tests.mutants.run UNIT [--full] [--out FILE]``.
 
 For each mutant of UNIT, runs pytest (``pytest.main``, in this process: torch and the test modules
-are imported once, so a mutant costs about a second) on the graders in its ``KILLED_BY`` -- or with
-``--full`` on the unit's whole core suite -- and records the score and the graders that lost points.
+are imported once, so a mutant costs about a second) on the graders in its ``KILLED_BY`` up to the
+first that loses points -- or with ``--full`` on the unit's whole core suite -- and records the score
+and the graders that lost points.
 Prints (and writes with ``--out``) JSON: ``{mutant: {"score", "max_score", "failed": [...]}}``; with
 ``--matrix`` prints instead a table of the core graders, their points and how many mutants each kills
 (``--full --matrix``: the kill matrix of the closing note).
@@ -23,10 +24,13 @@ import pytest
 from tests.mutants import catalogue, describe
 
 
-def grade(unit: str, adapters: str, targets: list[str]) -> dict:
+def grade(unit: str, adapters: str, targets: list[str], first_loss: bool = False) -> dict:
+    """Score ``adapters`` on the core graders ``targets``; ``first_loss``: stop at the first grader
+    that loses points (enough to show a mutant is caught)."""
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "results.json"
         args = [*targets, "-q", "-m", "core", "-p", "no:cacheprovider", "-p", "no:randomly"]
+        args += ["-x"] if first_loss else []
         args += ["--adapters", f"{unit}={adapters}", "--grade", str(results)]
         with contextlib.redirect_stdout(io.StringIO()) as log:
             code = pytest.main(args)
@@ -84,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     report = {"reference": grade(args.unit, f"tests.{args.unit}.adapters", core)}
     for unit, mutant in catalogue():
         if unit == args.unit:
-            report[mutant] = grade(unit, mutant, core if args.full else describe(mutant)[1])
+            targets = core if args.full else describe(mutant)[1]
+            report[mutant] = grade(unit, mutant, targets, first_loss=not args.full)
             report[mutant].pop("points", None)  # the reference's are the grader's points
     text = json.dumps(report, indent=1)
     if args.out:
