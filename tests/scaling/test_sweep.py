@@ -177,6 +177,18 @@ def test_bootstrap_widens_with_noise(adapters):
     assert width["l"] > 2 * width["q"]
 
 
+def test_bootstrap_resamples_runs_not_only_seeds(adapters):
+    """Scatter between sizes that every seed shares (a point landing low for a reason the seeds do not
+    vary, e.g. a lucky shape) is uncertainty too: with identical seeds, an interval must still open."""
+    rng = np.random.default_rng(1)
+    records = []
+    for c, n, d, loss in synthetic_sweep(noise=0.0, seeds=1):
+        shift = rng.normal(0, 0.01)  # one draw per point, shared by its two seeds
+        records += [(c, n, d, loss + shift), (c, n, d, loss + shift)]
+    _, low, high = adapters.run_bootstrap_sweep(records, 1e21, num_samples=40)["parameters_exponent"]
+    assert high - low > 0.01
+
+
 def test_bootstrap_without_noise_collapses_to_the_plain_fit(adapters):
     """No noise and identical seeds, seeds-only resampling: every draw is the data itself, so the
     interval is a point, and the point is the plain fit written here (a parabola in log N through
