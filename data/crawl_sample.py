@@ -21,7 +21,7 @@ Every page carries the ``kind`` it was planted as, so a report can put "what wen
 
 >>> pages = crawl_sample_pages(["A long English document ..."] * 3, CrawlSampleConfig(seed=1))  # doctest: +SKIP
 >>> write_crawl_sample(pages, "crawl/", num_shards=2)                                          # doctest: +SKIP
-{'shards': [...], 'planted': {'article': 3, ...}}
+{'shards': [...], 'pages': 3, 'damaged_regions': 2, 'planted': {'article': 3, 'exact_duplicate': 0, ...}}
 
 Simplification: the chrome and the non-English texts are a small fixed set written for this
 module (real boilerplate is far more varied); the quality classifier was trained on real pages,
