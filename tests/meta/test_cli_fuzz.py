@@ -53,7 +53,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted(p.stem for p in (ROOT / "scripts").glob("*.py"))
 
 FIXTURE_FILE = "afile.txt"  # every case folder holds this file ("hello\n") ...
-FIXTURE_DIR = "adir"  # ... and this empty folder
+FIXTURE_DIR = "adir"  # ... and this empty folder (both are bad values of the cases)
+ANCHOR_FILE, ANCHOR_DIR = "anchor.txt", "anchor-dir"  # the same, for the anchors (distinct names, so
+# an error about an anchor can never pass for one about the case's value)
 
 # Scripts that are not driven (with the reason).
 NOT_DRIVEN = {
@@ -72,8 +74,8 @@ ANCHORS: dict[str, list[str]] = {
     "dpo": ["--init", "{tmp}/missing-policy.pt", "--out", "{tmp}/out"],
     "evaluate": ["--policy", "{tmp}/missing-policy.pt", "--output", "{tmp}/out/generations.jsonl"],
     "export_hf": ["{tmp}/missing-run", "--out-dir", "{tmp}/out"],
-    "filter_cc": ["{tmp}/" + FIXTURE_DIR, "{tmp}/out"],
-    "fit_isoflops": ["{tmp}/" + FIXTURE_FILE, "--out-dir", "{tmp}/out"],
+    "filter_cc": ["{tmp}/" + ANCHOR_DIR, "{tmp}/out"],
+    "fit_isoflops": ["{tmp}/" + ANCHOR_FILE, "--out-dir", "{tmp}/out"],
     "generate": ["{tmp}/missing-run"],
     "grpo": ["--init", "{tmp}/missing-policy.pt", "--out", "{tmp}/out"],
     "make_assignment": ["a1", "{tmp}/out"],
@@ -81,7 +83,7 @@ ANCHORS: dict[str, list[str]] = {
         "--init",
         "{tmp}/missing-policy.pt",
         "--reward-model",
-        "{tmp}/" + FIXTURE_FILE,
+        "{tmp}/" + ANCHOR_FILE,
         "--out",
         "{tmp}/out",
     ],
@@ -90,19 +92,19 @@ ANCHORS: dict[str, list[str]] = {
     "train": ["--data", "{tmp}/missing-notes.txt", "--out-dir", "{tmp}/out"],
     "train_quality": [
         "--positives",
-        "{tmp}/" + FIXTURE_FILE,
+        "{tmp}/" + ANCHOR_FILE,
         "--negatives",
         "{tmp}/missing-neg.txt",
         "--out",
         "{tmp}/out/model.npz",
     ],
-    "train_tokenizer": ["--input", "{tmp}/" + FIXTURE_FILE, "--out-dir", "{tmp}/out"],
+    "train_tokenizer": ["--input", "{tmp}/" + ANCHOR_FILE, "--out-dir", "{tmp}/out"],
     # a valid request; the ledger is a text file, which the lab refuses after checking the values
-    "scaling_lab flops": [*LAB_REQUEST, "--db-path", "{tmp}/" + FIXTURE_FILE],
-    "scaling_lab query": [*LAB_REQUEST, "--db-path", "{tmp}/" + FIXTURE_FILE],
-    "scaling_lab sweep": ["--db-path", "{tmp}/" + FIXTURE_FILE],
-    "scaling_lab predict": ["--db-path", "{tmp}/" + FIXTURE_FILE],
-    "scaling_lab check": ["--db-path", "{tmp}/" + FIXTURE_FILE],
+    "scaling_lab flops": [*LAB_REQUEST, "--db-path", "{tmp}/" + ANCHOR_FILE],
+    "scaling_lab query": [*LAB_REQUEST, "--db-path", "{tmp}/" + ANCHOR_FILE],
+    "scaling_lab sweep": ["--db-path", "{tmp}/" + ANCHOR_FILE],
+    "scaling_lab predict": ["--db-path", "{tmp}/" + ANCHOR_FILE],
+    "scaling_lab check": ["--db-path", "{tmp}/" + ANCHOR_FILE],
     "scaling_lab status": [],
 }
 
@@ -388,16 +390,19 @@ class Outcome:
 
 
 def prepare_folder(tmp: Path) -> None:
-    (tmp / FIXTURE_FILE).write_text("hello\n")
-    (tmp / FIXTURE_DIR).mkdir()
+    for name in (FIXTURE_FILE, ANCHOR_FILE):
+        (tmp / name).write_text("hello\n")
+    for name in (FIXTURE_DIR, ANCHOR_DIR):
+        (tmp / name).mkdir()
 
 
 def left_behind(tmp: Path) -> list[str]:
     """Paths under ``tmp`` that the grader did not put there (or changed)."""
     found = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*"))
-    extra = [p for p in found if p not in (FIXTURE_FILE, FIXTURE_DIR)]
-    if (tmp / FIXTURE_FILE).is_file() and (tmp / FIXTURE_FILE).read_text() != "hello\n":
-        extra.append(FIXTURE_FILE + " (changed)")
+    extra = [p for p in found if p not in (FIXTURE_FILE, FIXTURE_DIR, ANCHOR_FILE, ANCHOR_DIR)]
+    for name in (FIXTURE_FILE, ANCHOR_FILE):
+        if (tmp / name).is_file() and (tmp / name).read_text() != "hello\n":
+            extra.append(name + " (changed)")
     return extra
 
 
