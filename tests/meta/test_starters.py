@@ -124,6 +124,37 @@ def test_our_adapters_take_the_course_parameters(unit, release):
         assert all(p.default is not p.empty or p.kind is p.VAR_KEYWORD for p in extra), (name, shown)
 
 
+def _covers(call: ast.Call, parameters: list[str]) -> bool:
+    """Whether ``call`` gives every named parameter exactly once (more keywords only into ``**``)."""
+    names = [p for p in parameters if not p.startswith("**")]
+    given = names[: len(call.args)] + [k.arg for k in call.keywords]
+    if len(parameters) > len(names):  # a **kwargs parameter takes the other keywords
+        given = [g for g in given if g in names]
+    return len(call.args) <= len(names) and sorted(given) == sorted(names)
+
+
+@pytest.mark.parametrize("unit", sorted(RELEASES))
+def test_core_graders_pass_every_course_parameter(unit):
+    """A core grader's call of a course adapter names every parameter of one release (positionally
+    or by its course name), so a student's adapter without our defaults still works. Calls that
+    unpack ``*args``/``**kwargs`` are left to the runtime."""
+    releases = [release_signatures(unit, release) for release in RELEASES[unit]]
+    for path in sorted((ROOT / "tests" / unit / "core").glob("test_*.py")):
+        for call in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)):
+                continue
+            if not (isinstance(call.func.value, ast.Name) and call.func.value.id == "adapters"):
+                continue
+            signatures = [r[call.func.attr] for r in releases if call.func.attr in r]
+            unpacked = any(isinstance(a, ast.Starred) for a in call.args) or any(
+                k.arg is None for k in call.keywords
+            )
+            if signatures and not unpacked:
+                assert any(_covers(call, s) for s in signatures), (
+                    f"{path.name}:{call.lineno}: {ast.unparse(call)}"
+                )
+
+
 # ---------------------------------------------------------------------------------------- slow
 
 

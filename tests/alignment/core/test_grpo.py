@@ -93,12 +93,18 @@ def test_grpo_clip_gradient_is_zero_where_clipped(adapters):
 def test_compute_policy_gradient_loss_dispatch_and_validation(adapters):
     adv, policy, old = _clip_case()
     raw = torch.tensor([[1.0], [0.0]])
-    loss, _ = adapters.run_compute_policy_gradient_loss(policy, "no_baseline", raw_rewards=raw)
+    # Every course parameter is passed (None where unused): a student's adapter need not default them.
+    unused = dict(raw_rewards=None, advantages=None, old_log_probs=None, cliprange=None)
+    loss, _ = adapters.run_compute_policy_gradient_loss(
+        policy, "no_baseline", **unused | dict(raw_rewards=raw)
+    )
     torch.testing.assert_close(loss, -raw * policy)
-    loss, _ = adapters.run_compute_policy_gradient_loss(policy, "reinforce_with_baseline", advantages=adv)
+    loss, _ = adapters.run_compute_policy_gradient_loss(
+        policy, "reinforce_with_baseline", **unused | dict(advantages=adv)
+    )
     torch.testing.assert_close(loss, -adv * policy)
     loss, _ = adapters.run_compute_policy_gradient_loss(
-        policy, "grpo_clip", advantages=adv, old_log_probs=old, cliprange=0.2
+        policy, "grpo_clip", raw_rewards=None, advantages=adv, old_log_probs=old, cliprange=0.2
     )
     torch.testing.assert_close(loss, adapters.run_compute_grpo_clip_loss(adv, policy, old, 0.2)[0])
     for kwargs in (
@@ -109,19 +115,19 @@ def test_compute_policy_gradient_loss_dispatch_and_validation(adapters):
         {"loss_type": "ppo", "advantages": adv},
     ):
         with raises_any():
-            adapters.run_compute_policy_gradient_loss(policy, **kwargs)
+            adapters.run_compute_policy_gradient_loss(policy, **unused | kwargs)
 
 
 @pytest.mark.points(1, problem="masked_mean")
 def test_masked_mean_and_empty_rows(adapters):
     x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     mask = torch.tensor([[True, False, True], [False, False, False]])
-    torch.testing.assert_close(adapters.run_masked_mean(x, mask), torch.tensor(2.0))
+    torch.testing.assert_close(adapters.run_masked_mean(x, mask, None), torch.tensor(2.0))
     row = adapters.run_masked_mean(x, mask, -1)
     assert row[0].item() == 2.0 and torch.isnan(row[1])  # the mean of nothing is NaN, not 0
     torch.testing.assert_close(adapters.run_masked_mean(x, mask, 0)[0], torch.tensor(1.0))
     assert torch.isnan(adapters.run_masked_mean(x, mask, 0)[1])
-    assert torch.isnan(adapters.run_masked_mean(x, torch.zeros_like(mask)))
+    assert torch.isnan(adapters.run_masked_mean(x, torch.zeros_like(mask), None))
 
 
 @pytest.mark.points(2, problem="grpo_microbatch_train_step")
@@ -130,7 +136,7 @@ def test_grpo_microbatch_train_step_per_sequence_mean(adapters):
     mask = torch.tensor([[True, True, False], [False, False, True]])
     adv = torch.tensor([[2.0], [-1.0]])
     loss, _ = adapters.run_grpo_microbatch_train_step(
-        log_probs, mask, 3, "reinforce_with_baseline", advantages=adv
+        log_probs, mask, 3, "reinforce_with_baseline", None, adv, None, None
     )
     # per-token -A*logp: [2, 4, 6] and [-4, -5, -6]; sequence means 3 and -6; batch mean -1.5; / 3
     torch.testing.assert_close(loss, torch.tensor(-0.5))
@@ -144,9 +150,7 @@ def test_grpo_microbatch_train_step_clip_with_padding(adapters):
     adv, policy, old = _clip_case()
     policy = policy.clone().requires_grad_(True)
     mask = torch.tensor([[True, True, True], [True, True, False]])  # the last token is padding
-    loss, meta = adapters.run_grpo_microbatch_train_step(
-        policy, mask, 1, "grpo_clip", advantages=adv, old_log_probs=old, cliprange=0.2
-    )
+    loss, meta = adapters.run_grpo_microbatch_train_step(policy, mask, 1, "grpo_clip", None, adv, old, 0.2)
     torch.testing.assert_close(loss, torch.tensor([(-1.2 - 0.5 - 1.1) / 3, (1.5 + 0.8) / 2]).mean())
     assert policy.grad is not None and policy.grad[1, 2] == 0  # padding gets no gradient
     if "clip_fraction" in meta:  # the handout leaves what to log open; if reported, over response tokens

@@ -1,7 +1,6 @@
 """Graders for the SFT pieces: tokenisation with response masks, entropy, response log-probs, masked
 normalisation, the SFT microbatch step, and packed instruction data (alignment/sft.py via adapters)."""
 
-
 from __future__ import annotations
 
 import pytest
@@ -107,7 +106,7 @@ def test_get_response_log_probs_both_model_kinds(adapters, char_tok, kind):
     expected_entropy = torch.distributions.Categorical(logits=logits.float()).entropy()
     torch.testing.assert_close(out["token_entropy"], expected_entropy, atol=1e-5, rtol=1e-5)
     assert out["log_probs"].shape == data["labels"].shape
-    plain = adapters.run_get_response_log_probs(model, data["input_ids"], data["labels"])
+    plain = adapters.run_get_response_log_probs(model, data["input_ids"], data["labels"], False)
     assert "token_entropy" not in plain or plain["token_entropy"] is None
     # gradients flow to the model
     plain["log_probs"].sum().backward()
@@ -124,9 +123,11 @@ def test_masked_normalize_hand_computed(adapters):
     # masked-out entries never leak in, even when they are inf/nan
     bad = torch.tensor([[1.0, float("nan")], [float("-inf"), 2.0]])
     m = torch.tensor([[True, False], [False, True]])
-    torch.testing.assert_close(adapters.run_masked_normalize(bad, m, -1), torch.tensor([1.0, 2.0]))
+    torch.testing.assert_close(adapters.run_masked_normalize(bad, m, -1, 1.0), torch.tensor([1.0, 2.0]))
     # an empty mask sums to zero
-    torch.testing.assert_close(adapters.run_masked_normalize(x, torch.zeros_like(mask), -1), torch.zeros(2))
+    torch.testing.assert_close(
+        adapters.run_masked_normalize(x, torch.zeros_like(mask), -1, 1.0), torch.zeros(2)
+    )
 
 
 @pytest.mark.points(2, problem="sft_microbatch_train_step")
