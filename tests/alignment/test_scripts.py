@@ -128,3 +128,38 @@ def test_hf_policy_trains_with_fp32_master_weights(tmp_path):
     assert after[weight].dtype == torch.float32  # the master weights are fp32
     changed = (after[weight] != before[weight].float()).float().mean()
     assert changed > 0.9, float(changed)
+
+
+STAGE_ARGS = {
+    "reward_model": ["--train-pairs", "4", "--samples-per-prompt", "2", "--batch-size", "2"],
+    "ppo": ["--reward", "verifier", "--rollouts-per-step", "4", "--minibatch-size", "2", "--microbatch-size", "2"],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_sft_policy(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sft")
+    result = run("sft", *TINY, "--steps", "1", "--out", str(out), cwd=out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out / "policy.pt"
+
+
+@pytest.mark.parametrize("script", ["reward_model", "ppo"])
+def test_rlhf_stage_script_resumes_to_the_same_model(script, tiny_sft_policy, tmp_path):
+    args = [*STAGE_ARGS[script], "--init", str(tiny_sft_policy), "--train-size", "20", "--eval-size", "2"]
+    args += ["--max-new-tokens", "4", "--eval-every", "0", "--steps", "4", "--checkpoint-every", "2"]
+    saved = "reward_model.pt" if script == "reward_model" else "policy.pt"
+    for name in ("a", "b"):
+        result = run(script, *args, "--out", str(tmp_path / name), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+    (tmp_path / "b" / "checkpoints" / "checkpoint_00000004.pt").unlink()  # as if killed after step 2
+    (tmp_path / "b" / saved).unlink()
+    resumed = run(script, *args, "--resume", "--out", str(tmp_path / "b"), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = torch.load(tmp_path / "a" / saved, weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / saved, weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    if script == "ppo":  # it reports every rollout batch: the resumed run started after step 2
+        assert "] step 3 " in resumed.stdout and "] step 1 " not in resumed.stdout, resumed.stdout[-2000:]
+    missing = run(script, *args, "--resume", "--out", str(tmp_path / "c"), cwd=tmp_path)
+    assert missing.returncode == 2 and "no checkpoint" in missing.stderr, missing.stderr[-2000:]
