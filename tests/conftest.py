@@ -7,10 +7,11 @@ How to write a grader now (read this before adding a test):
   Never import ``basics``/``systems``/... in a grader, except project-structure checks.
 * Mark every test ``core`` or ``extension`` (a module-level ``pytestmark`` is fine):
   - ``core``: what the course handout asks for, called ONLY through the course's adapter functions
-    (``tests/grading.py: CONTRACT``, from ``/work/shared/course_contract.md``) with the course's
-    parameters. Carries ``@pytest.mark.points(n, problem="train_bpe")``. It builds its own inputs and
-    weights (course state-dict names), compares only what the handout fixes (merges, vocab *values*,
-    logits within tolerance), accepts any id layout / RNG / error type where the handout leaves them
+    (``tests/grading.py: RELEASES``, names and parameters per release), passing every one of the
+    course's parameters (a student's adapter need not have our defaults). Carries
+    ``@pytest.mark.points(n, problem="train_bpe")``. It builds its own inputs and weights (course
+    state-dict names), compares only what the handout fixes (merges, vocab *values*, logits within
+    tolerance), accepts any id layout / RNG / error type where the handout leaves them
     open (``grading.raises_any()`` where it just says "raise"). Core graders live in
     ``tests/<unit>/core/`` -- those files become the student starter's tests.
   - ``extension``: our extras (beyond the handout). Add the adapter function you need to
