@@ -135,5 +135,7 @@ def _sft_round(
     try:
         result = train_sft(policy, tokenizer, kept, sft)
     except TrainingDiverged as error:
-        raise TrainingDiverged(f"expert iteration round {iteration}: {error}; {loop.last_good()}") from None
+        # the inner SFT wrote no checkpoint of its own: name the round's instead of its "no checkpoint"
+        what = str(error).rsplit("; ", 1)[0]
+        raise TrainingDiverged(f"expert iteration round {iteration}: {what}; {loop.last_good()}") from None
     return result.metrics["loss"]

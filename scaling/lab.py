@@ -221,8 +221,10 @@ def train_model(model_config, request: LabRequest, steps: int, train_tokens, val
 
     The lab's schedule: linear warmup over the first 10% of steps, cosine decay to a tenth of the
     peak by the run's own last step; gradients clipped at norm 1. The train loss is the mean over the
-    last 10% of steps. A run whose loss stops being finite ends at once with (NaN, NaN): a real
-    outcome of a bad learning rate, reported rather than hidden.
+    last 10% of steps. A run whose loss or gradient stops being finite ends at once with (NaN, NaN):
+    a real outcome of a bad learning rate, reported rather than hidden (the ledger stores NULL; no
+    weights are ever saved). Unlike unit 1's loops it does not raise ``TrainingDiverged``: a sweep
+    over learning rates must be able to record a diverged point and go on.
 
     Not unit 1's ``train``: that loop checkpoints, logs and scores validation on batches drawn by
     the run's own seed; a lab run is a few hundred steps of a tiny model, and every run must be
@@ -253,7 +255,8 @@ def train_model(model_config, request: LabRequest, steps: int, train_tokens, val
             return math.nan, math.nan
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        clip_gradients(model.parameters(), 1.0)
+        if not math.isfinite(float(clip_gradients(model.parameters(), 1.0))):
+            return math.nan, math.nan  # a non-finite gradient: stop before the step spoils the weights
         optimizer.step()
         if step >= steps - max(1, steps // 10):
             tail.append(loss.item())

@@ -334,12 +334,18 @@ def run_preference_accuracy(model, tokenizer, pairs) -> float:
     return preference_metrics(model, tokenizer, pairs)["preference_accuracy"]
 
 
-def run_expert_iteration(policy, tokenizer, questions, reward_fn, **config) -> list[dict]:
-    """Expert iteration (sample, keep reward-1 responses, SFT); config keys are ExpertIterationConfig
-    fields; -> one metrics dict per round with "sample_reward" and "kept_examples"."""
+def run_expert_iteration(
+    policy, tokenizer, questions, reward_fn, *, checkpoint_dir=None, resume=False, **config
+) -> list[dict]:
+    """Expert iteration (sample, keep reward-1 responses, SFT), with a checkpoint per round in
+    ``checkpoint_dir``; config keys are ExpertIterationConfig fields; -> one metrics dict per round with
+    "sample_reward" and "kept_examples"."""
     from alignment.expert_iteration import ExpertIterationConfig, expert_iteration
 
-    return expert_iteration(policy, tokenizer, questions, reward_fn, ExpertIterationConfig(**config)).history
+    hooks = {"checkpoint_dir": checkpoint_dir, "resume": resume}
+    return expert_iteration(
+        policy, tokenizer, questions, reward_fn, ExpertIterationConfig(**config), **hooks
+    ).history
 
 
 def run_write_addition_choice_task(directory, count: int, seed: int = 0):
