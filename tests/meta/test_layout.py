@@ -8,6 +8,9 @@
 2. No import cycle between the library's modules.
 3. No library function longer than 60 lines. A Triton kernel may be longer only with a comment
    ``# one piece: <why>`` on the line above its decorators (a kernel cannot call a helper as cheaply).
+4. No reference to the project's issue tracker (the word "issue" followed by a number) in any ``.py``
+   file of the units, ``scripts/`` or ``tests/``: the code says what it does and why, in its own words;
+   tracker numbers mean nothing to a reader of the course.
 
 Today's offenders are listed in ``ALLOWED`` below, each with the area that owns it. The list only
 shrinks: an entry that no longer offends fails the grader too, so whoever fixes an offender deletes
@@ -17,6 +20,7 @@ its entry in the same change.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +48,7 @@ ALLOWED: dict[str, set[str]] = {
     "upward imports": set(),
     "import cycles": set(),
     "long functions": set(),
+    "tracker references": set(),
 }
 
 
@@ -182,6 +187,20 @@ def _marked_kernel(node: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str
     return is_kernel and first >= 2 and lines[first - 2].strip().startswith(KERNEL_MARK)
 
 
+TRACKER_REFERENCE = re.compile(r"\bissue \d+", re.IGNORECASE)
+
+
+def tracker_references(root: Path = ROOT) -> set[str]:
+    """``path:line`` of every tracker reference in a ``.py`` file under the units, scripts/ and tests/."""
+    found = set()
+    for top in TOP_LEVEL:
+        for path in sorted((root / top).rglob("*.py")):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if TRACKER_REFERENCE.search(line):
+                    found.add(f"{path.relative_to(root)}:{number}")
+    return found
+
+
 def _check(kind: str, found: set[str]) -> None:
     new = sorted(found - ALLOWED[kind])
     fixed = sorted(ALLOWED[kind] - found)
@@ -203,7 +222,21 @@ def test_no_long_library_functions():
     _check("long functions", set(long_functions()))
 
 
+def test_no_tracker_references():
+    _check("tracker references", tracker_references())
+
+
 # The grader's own graders: each rule catches a small made-up offender.
+
+
+def test_grader_finds_tracker_references(tmp_path):
+    number = "1" + "2"  # spelled apart, so this file holds no reference itself
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "tests" / "unit").mkdir(parents=True)
+    (tmp_path / "scripts" / "run.py").write_text(f"x = 1\n# see (Issue {number}, section 3)\n")
+    (tmp_path / "tests" / "unit" / "test_a.py").write_text(f"# tissue {number} and issues {number}\n")
+    (tmp_path / "scripts" / "notes.md").write_text(f"issue {number}\n")  # only .py files are read
+    assert tracker_references(tmp_path) == {"scripts/run.py:2"}
 
 
 def test_grader_sees_every_kind_of_import():
