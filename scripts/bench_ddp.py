@@ -103,6 +103,7 @@ def run_on_ranks(config: BenchDDPConfig, fn, *args) -> list:
     with tempfile.TemporaryDirectory() as out_dir:
         spawn_args = (config.world_size, store.port, out_dir, config.threads_per_rank, fn, args)
         mp.spawn(_entry, args=spawn_args, nprocs=config.world_size, join=True)
+        # weights_only=False is safe: this run's own ranks wrote these files into its temporary folder.
         return [
             torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=False) for r in range(config.world_size)
         ]

@@ -146,4 +146,6 @@ def run_on_local_ranks(fn, world_size: int, *args, backend: str = "gloo", thread
     with tempfile.TemporaryDirectory() as out_dir:
         spawn_args = (world_size, store.port, out_dir, backend, threads, fn, args)
         mp.spawn(_spawned_rank, args=spawn_args, nprocs=world_size, join=True)
+        # weights_only=False is safe here: the files are this call's own ranks' results, in a temporary
+        # folder it created a moment ago (results may be any picklable value, not only tensors).
         return [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=False) for r in range(world_size)]

@@ -76,7 +76,8 @@ def run_on_ranks(
 
 
 def load_rank_results(folder: Path, world_size: int) -> list[Any]:
-    """The results :func:`run_on_ranks` left in ``folder``, by rank."""
+    """The results :func:`run_on_ranks` left in ``folder``, by rank (written by this test session's own
+    ranks, never user data, hence ``weights_only=False``: a rank may return any picklable value)."""
     return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
 
 
