@@ -335,10 +335,16 @@ def _load_hf_reward_model(path: Path, device: str | torch.device) -> tuple[Scala
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
-    backbone = AutoModel.from_pretrained(str(path), dtype=torch.float32)
+    try:
+        # safetensors only: a pickled pytorch_model.bin in the folder is refused, never unpickled
+        backbone = AutoModel.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except OSError as error:
+        raise FileNotFoundError(
+            f"cannot load a reward model from {path}: {str(error).splitlines()[0]}"
+        ) from None
     model = ScalarHeadModel(backbone, backbone.config.hidden_size)
     model.head.load_state_dict(load_file(str(head_file)))
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device).eval(), tokenizer

@@ -521,6 +521,13 @@ def run_save_load_reward_model(reward_model, tokenizer, path):
     return load_reward_model(path)
 
 
+def run_load_reward_model(path):
+    """-> (reward model, tokenizer) from a file or folder written by save_reward_model."""
+    from alignment.reward_model import load_reward_model
+
+    return load_reward_model(path)
+
+
 def run_read_preference_jsonl(path) -> list[tuple[str, str, str]]:
     from alignment.reward_model import read_preference_jsonl
 

@@ -148,3 +148,21 @@ def test_preference_jsonl_is_type_checked(adapters, tmp_path):
     with pytest.raises(ValueError) as error:
         adapters.run_read_preference_jsonl(path)
     assert str(error.value).startswith(f"{path}:2:") and "'rejected'" in str(error.value)
+
+
+def test_a_reward_model_folder_with_pickled_weights_is_refused_not_unpickled(adapters, tmp_path):
+    """The backbone of a saved HF reward model must be safetensors: a ``pytorch_model.bin`` in its
+    place is an error naming the folder, and the pickle never runs."""
+    char = CharTokenizer()
+    folder = tmp_path / "rm"
+    adapters.run_save_load_reward_model(
+        adapters.get_reward_model(tiny_hf_model(char.vocab_size)), hf_char_tokenizer(), folder
+    )
+    for weights in folder.glob("model*.safetensors"):  # the backbone's; scalar_head.safetensors stays
+        weights.unlink()
+    marker = tmp_path / "code-ran"
+    (folder / "pytorch_model.bin").write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    with pytest.raises(OSError) as error:
+        adapters.run_load_reward_model(folder)
+    assert not marker.exists(), "the pickle ran"
+    assert str(folder) in str(error.value) and "\n" not in str(error.value), str(error.value)
