@@ -131,3 +131,26 @@ def test_encode_iterable_memory_is_bounded(request, trained, tmp_path):
     stats = json.loads(result.stdout.strip().splitlines()[-1])
     assert stats["size"] >= 50_000_000 and stats["ids"] > 1_000_000
     assert stats["growth_kb"] < 40_000, stats  # < 40 MB for a 55 MB file
+
+
+def test_a_long_run_without_spaces_encodes_in_near_linear_work(tokenizer):
+    """A pre-token has no length limit (a minified file, a base64 blob): merging inside it must not
+    rescan the whole token after every single merge. 4x the text may cost at most ~8x the CPU time
+    (linear or n log n gives ~4x, quadratic 16x); CPU time and the best of three runs keep other load
+    out of it. Each run gets new text, so a cache of encoded pre-tokens cannot answer it."""
+    import random
+    import time
+
+    rng = random.Random(0)
+
+    def cost(length: int) -> float:
+        best = float("inf")
+        for _ in range(3):
+            text = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(length))
+            start = time.process_time()
+            tokenizer.encode(text)
+            best = min(best, time.process_time() - start)
+        return best
+
+    small, large = cost(8_000), cost(32_000)
+    assert large < 8 * small + 0.05, f"8k letters: {small:.3f} s, 32k letters: {large:.3f} s"
