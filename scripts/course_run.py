@@ -11,7 +11,9 @@ Chains the five units on one corpus (nanochat's ``speedrun.sh`` + report card is
  3. tokenizer  unit 1: byte-level BPE trained on the filtered text
  4. tokenize   the pipeline's token shards, split into training and validation arrays
  5. pretrain   unit 1: ``basics.train.train`` on those arrays (loss curve, sample)
- 6. scaling    unit 3: a small IsoFLOPs sweep on the same tokens, fitted with ``scaling.isoflops``
+ 6. scaling    unit 3: a small IsoFLOPs sweep on the same tokens (C = 6ND with N = all parameters, the
+               learning rate and batch size of each width from ``scaling.sweep``'s rules), fitted with
+               ``scaling.isoflops``
  7. sft        unit 5: supervised fine-tuning on the demo task (2-digit addition, R1-Zero format)
  8. grpo       unit 5: GRPO with the verifiable reward, from the SFT policy
  9. evaluate   the pretrained model's loss on every validation token; the base, SFT and GRPO policies
@@ -72,11 +74,11 @@ class CourseConfig:
     d_model: int = 128  # pretraining width
     num_layers: int = 4  # pretraining depth
     num_heads: int = 4  # attention heads
-    batch_size: int = 32  # sequences per step (pretraining and the sweep)
+    batch_size: int = 32  # sequences per step (pretraining; the sweep sizes its own batches)
     pretrain_steps: int = 600  # optimizer steps of the pretraining run
-    learning_rate: float = 3e-3  # peak learning rate (pretraining and the sweep)
+    learning_rate: float = 3e-3  # peak learning rate (pretraining; the sweep's follows the width)
     compile: bool = False  # torch.compile the pretraining model (GPU)
-    sweep_budgets: tuple[float, ...] = (1e11, 3e11)  # IsoFLOPs budgets C = 6 N D (FLOPs)
+    sweep_budgets: tuple[float, ...] = (1e11, 3e11)  # IsoFLOPs budgets C = 6 N D (FLOPs, N all parameters)
     sweep_d_models: tuple[int, ...] = (16, 32, 64)  # model widths per budget (2 layers each)
     sft_steps: int = 700  # SFT optimizer steps on the demo task
     grpo_steps: int = 40  # GRPO rollout batches
@@ -126,10 +128,11 @@ PRESETS: dict[str, CourseConfig] = {
         batch_size=16, pretrain_steps=120, sweep_budgets=(4e9, 1.2e10), sweep_d_models=(16, 32),
         sft_steps=150, grpo_steps=6, eval_size=100, sample_tokens=30,
     ),
-    # `--quick`: the whole course in about 3 CPU-minutes (163 s measured: SFT 81, GRPO 32, sweep 23).
+    # `--quick`: the whole course in about 3 CPU-minutes (163 s measured: SFT 81, GRPO 32, sweep 23; the sweep
+    # is ~53 CPU-s since it counts all parameters and sizes its batches per width: optimum inside at both budgets).
     "quick": CourseConfig(
         articles=240, vocab_size=1024, context_length=64, d_model=64, num_layers=2, num_heads=4,
-        batch_size=16, pretrain_steps=300, sweep_budgets=(1e10, 3e10), sweep_d_models=(16, 32, 48),
+        batch_size=16, pretrain_steps=300, sweep_budgets=(3e10, 6e10), sweep_d_models=(8, 16, 32),
         sft_steps=700, grpo_steps=40, eval_size=300, sample_tokens=40,
     ),
     "cpu": CourseConfig(),  # ~15 minutes on 2 cores
@@ -542,33 +545,48 @@ def sample_text(course: Course, model_config_, checkpoint) -> dict[str, str]:
 
 
 def scaling_settings(config: CourseConfig) -> dict:
-    names = (
-        "context_length",
-        "batch_size",
-        "learning_rate",
-        "sweep_budgets",
-        "sweep_d_models",
-        "seed",
-        "device",
-    )
-    return {name: getattr(config, name) for name in names}
+    from scaling.sweep import SweepConfig
+
+    names = ("context_length", "sweep_budgets", "sweep_d_models", "seed", "device")
+    rules = ("base_learning_rate", "base_width", "lr_exponent", "max_learning_rate", "target_steps")
+    rules += ("smallest_batch", "largest_batch")
+    return {name: getattr(config, name) for name in names} | {
+        "parameters": "all",
+        "rules": {name: getattr(SweepConfig(), name) for name in rules},
+    }
 
 
-def sweep_point(config: CourseConfig, vocab_size: int, budget: float, d_model: int) -> tuple:
-    """The model of one IsoFLOPs point (2 layers, width ``d_model``), its non-embedding parameters N
-    and its steps for D = C / (6 N) tokens; too few steps to say anything is an error."""
+@dataclass(frozen=True)
+class SweepPoint:
+    """One IsoFLOPs point: its model, N (all parameters, as in the scaling unit's lab), and the
+    scaling unit's per-width learning rate and per-size batch size."""
+
+    model: object  # basics.model.ModelConfig
+    parameters: int
+    batch_size: int
+    learning_rate: float
+    steps: int
+
+
+def sweep_point(config: CourseConfig, vocab_size: int, budget: float, d_model: int) -> SweepPoint:
+    """The model of one IsoFLOPs point (2 layers, width ``d_model``), its parameters N (all of them:
+    Hoffmann et al.'s count, which the scaling unit's lab found puts the optimum inside the sweep), the
+    unit's learning-rate and batch rules (``scaling.sweep``), and the steps for D = C / (6 N) tokens;
+    too few steps to say anything is an error."""
     from basics.accounting import count_parameters
+    from scaling.sweep import SweepConfig, batch_size_for, learning_rate_for
 
     model = model_config(config, vocab_size, d_model, 2, max(1, d_model // 16))
-    n = count_parameters(model).non_embedding
-    tokens_per_step = config.batch_size * config.context_length
+    n, rules = count_parameters(model).total, SweepConfig()
+    batch_size = batch_size_for(budget / (6 * n), config.context_length, rules)
+    tokens_per_step = batch_size * config.context_length
     steps = round(budget / (6 * n * tokens_per_step))
     if steps < 10:
         raise ValueError(
             f"--sweep-budgets {budget:.3g} gives d_model {d_model} only {steps} steps of {tokens_per_step} tokens "
             "(10 or more needed): raise the budgets or lower --sweep-d-models"
         )
-    return model, n, steps
+    return SweepPoint(model, n, batch_size, learning_rate_for(d_model, rules), steps)
 
 
 def check_sweep(config: CourseConfig) -> None:
@@ -579,7 +597,8 @@ def check_sweep(config: CourseConfig) -> None:
 
 
 def sweep_run(course: Course, folder: Path, budget: float, d_model: int) -> dict:
-    """One IsoFLOPs point: a 2-layer model of width ``d_model`` trained on D = C / (6 N) tokens."""
+    """One IsoFLOPs point: a 2-layer model of width ``d_model`` trained on D = C / (6 N) tokens with the
+    scaling unit's learning rate and batch size for its size."""
     from basics.train import train
 
     name = f"C{budget:.3g}_d{d_model}"
@@ -587,11 +606,15 @@ def sweep_run(course: Course, folder: Path, budget: float, d_model: int) -> dict
     if done is not None:
         return done
     vocab_size = course.summary("tokenize")["vocab_size"]
-    model, n, steps = sweep_point(course.config, vocab_size, budget, d_model)
-    tokens_per_step = course.config.batch_size * course.config.context_length
-    result = train(train_config(course, model, folder / "runs" / name, steps, evals=1))
-    record = {"name": name, "compute_budget": budget, "d_model": d_model, "parameters": n, "steps": steps,
-              "tokens": steps * tokens_per_step, "final_loss": result.val_loss, "seconds": result.elapsed_s}  # fmt: skip
+    point = sweep_point(course.config, vocab_size, budget, d_model)
+    job = train_config(course, point.model, folder / "runs" / name, point.steps, evals=1)
+    job = dataclasses.replace(job, batch_size=point.batch_size, learning_rate=point.learning_rate,
+                              min_learning_rate=point.learning_rate / 10)  # fmt: skip
+    result = train(job)
+    record = {"name": name, "compute_budget": budget, "d_model": d_model, "parameters": point.parameters,
+              "batch_size": point.batch_size, "learning_rate": point.learning_rate, "steps": point.steps,
+              "tokens": point.steps * point.batch_size * course.config.context_length,
+              "final_loss": result.val_loss, "seconds": result.elapsed_s}  # fmt: skip
     (folder / "runs" / name / "result.json").write_text(json.dumps(record))
     return record
 
@@ -610,7 +633,7 @@ def run_scaling(course: Course, folder: Path) -> dict:
     method = "parabola" if len(config.sweep_d_models) >= 3 else "minimum"
     fit = fit_isoflops(runs, method)
     pretrain = course.summary("pretrain")
-    target = 6.0 * pretrain["non_embedding_parameters"] * pretrain["tokens_seen"]
+    target = 6.0 * pretrain["parameters"] * pretrain["tokens_seen"]  # N = all parameters, as in the sweep
     plots = plot_isoflops(runs, fit, folder, extrapolate_to=max(target, max(config.sweep_budgets)))
     n_opt, d_opt = fit.predict(target)
     return {
@@ -965,13 +988,16 @@ def pretrain_section(course: Course) -> list[str]:
 
 def scaling_section(course: Course) -> list[str]:
     s = course.summary("scaling")
-    rows = [[f"{r['compute_budget']:.3g}", r["d_model"], f"{r['parameters']:,}", f"{r['tokens']:,}", r["steps"],
-             r["final_loss"]] for r in s["runs"]]  # fmt: skip
+    rows = [[f"{r['compute_budget']:.3g}", r["d_model"], f"{r['parameters']:,}", f"{r['tokens']:,}",
+             f"{r['learning_rate']:.3g}", r["batch_size"], r["steps"], r["final_loss"]] for r in s["runs"]]  # fmt: skip
     prediction = s["pretrain_prediction"]
     lines = ["## Scaling: IsoFLOPs on the same tokens (unit 3)", ""]
-    lines += table(["budget C", "d_model", "N (non-embedding)", "tokens D", "steps", "validation loss"], rows)
+    header = ["budget C", "d_model", "N (all parameters)", "tokens D", "learning rate", "batch", "steps"]
+    lines += table([*header, "validation loss"], rows)
     lines += [
         "",
+        "C = 6ND with N = all parameters (embeddings and output head included, as Hoffmann et al. count); "
+        "each width trains at the scaling unit's learning rate and batch size for its size (`scaling.sweep`).",
         f"Fit ({s['method']} per budget): N_opt(C) = {s['parameters_law']}, D_opt(C) = {s['tokens_law']}. "
         f"At the pretraining run's compute ({s['pretrain_compute']:.2e} FLOPs) the law suggests "
         f"N = {prediction['parameters']:,.0f} on D = {prediction['tokens']:,.0f} tokens.",
