@@ -7,83 +7,23 @@ Python, and datasketch's MinHash as a peer for the Jaccard estimate.
 from __future__ import annotations
 
 import random
-import re
-import unicodedata
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytestmark = pytest.mark.extension  # our extras; core graders: tests/<unit>/core/
 
-MIT_LICENSE = """Permission is hereby granted, free of charge, to any person obtaining a copy of this
-software and associated documentation files (the "Software"), to deal in the Software without
-restriction, including without limitation the rights to use, copy, modify, merge, publish,
-distribute, sublicense, and/or sell copies of the Software, and to permit persons to whom the
-Software is furnished to do so, subject to the following conditions:
-
-The above copyright notice and this permission notice shall be included in all copies or
-substantial portions of the Software.
-
-THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT
-NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND
-NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES
-OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN
-CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
-"""
-
-# The same licence with a different copyright holder line, one changed word, other whitespace
-# and capitalisation: a near-duplicate.
-MIT_VARIANT = "Copyright (c) 2021 Jane Doe\n\n" + MIT_LICENSE.replace(
-    "free of charge", "free  of CHARGE"
-).replace("substantial portions", "significant portions").replace("\n", " \n")
-
-DISSIMILAR = """The honey bee is a eusocial flying insect within the genus Apis of the bee clade. Bees
-are known for their construction of perennial colonial nests from wax, the large size of their
-colonies, and their surplus production and storage of honey, distinguishing their hives from a
-number of other bee species. Only eight surviving species of honey bees are recognised, with a total
-of 43 subspecies, though historically seven to eleven species are recognised."""
-
-
-def plain_normalize(text: str) -> str:
-    text = "".join(c for c in unicodedata.normalize("NFD", text.lower()) if not unicodedata.combining(c))
-    text = re.sub(r"[^\w\s]|_", "", text)
-    return " ".join(text.split())
-
-
-def word_ngrams(text: str, n: int) -> set[str]:
-    words = plain_normalize(text).split()
-    if len(words) < n:
-        return {" ".join(words)} if words else set()
-    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
-
-
-def true_jaccard(a: str, b: str, n: int) -> float:
-    sa, sb = word_ngrams(a, n), word_ngrams(b, n)
-    return len(sa & sb) / len(sa | sb)
-
-
-def write_docs(directory: Path, docs: dict[str, str]) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, text in docs.items():
-        (directory / name).write_text(text, encoding="utf-8")
-        paths.append(directory / name)
-    return paths
-
-
-def dedup(adapters, tmp_path: Path, docs: dict[str, str], out_name="out", order=None, **kwargs) -> set[str]:
-    # 32 bands of 4 rows: pairs with J >= 0.85 are LSH candidates with probability > 1 - 1e-9
-    params = dict(num_hashes=128, num_bands=32, ngrams=5, jaccard_threshold=0.8) | kwargs
-    paths = write_docs(tmp_path / "in", docs)
-    if order is not None:
-        paths = [paths[i] for i in order]
-    out = tmp_path / out_name
-    adapters.run_minhash_deduplication(paths, output_directory=out, **params)
-    kept = {p.name for p in out.iterdir()}
-    for name in kept:  # survivors are copied unchanged, under their own names
-        assert (out / name).read_bytes() == (tmp_path / "in" / name).read_bytes()
-    return kept
+# The documents, the plain Jaccard reference and the helpers are the core graders' (one copy).
+from tests.data.core.test_minhash import (  # noqa: E402, F401
+    DISSIMILAR,
+    MIT_LICENSE,
+    MIT_VARIANT,
+    dedup,
+    plain_normalize,
+    true_jaccard,
+    word_ngrams,
+    write_docs,
+)
 
 
 def test_normalize_text(adapters):
