@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.alignment.test_robustness import _tensors
 from tests.alignment.tiny import CharTokenizer
 
 pytestmark = pytest.mark.extension
@@ -32,17 +33,6 @@ def _poison_training_forwards(model, bad_call: int | None) -> list[int]:
 
     model.register_forward_hook(hook)
     return calls
-
-
-def _tensors(tree):
-    if isinstance(tree, torch.Tensor):
-        yield tree
-    elif isinstance(tree, dict):
-        for value in tree.values():
-            yield from _tensors(value)
-    elif isinstance(tree, (list, tuple)):
-        for value in tree:
-            yield from _tensors(value)
 
 
 def _run(adapters, tmp_path, bad_call, rounds):
