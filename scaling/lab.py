@@ -55,6 +55,7 @@ class LabConfig:
     out_dir: str = "runs/scaling_lab"  # fits, plots and submissions go under here
     device: str = "cpu"  # training device
     num_threads: int = 1  # torch CPU threads per run (1 avoids oversubscribing shared cores)
+    checkpoint_seconds: float = 60.0  # a run saves its state this often (0 = never) and resumes from it
     val_windows: int = 256  # validation windows (evenly spaced, the same for every run) for the final loss
     min_steps: int = 5  # a request that buys fewer optimizer steps is refused before charging
     max_train_flops: float = 1e16  # largest single request
@@ -72,6 +73,9 @@ class LabConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"LabConfig.{name} must be a finite number > 0; got {value!r}")
+        seconds = self.checkpoint_seconds
+        if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"LabConfig.checkpoint_seconds must be a finite number >= 0; got {seconds!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,8 +169,9 @@ class TrainingRunner:
     Picklable, so a sweep can hand it to worker processes; resolve :meth:`data` first so the
     workers do not all tokenize the corpus at once."""
 
-    def __init__(self, config: LabConfig):
+    def __init__(self, config: LabConfig, progress: bool = False):
         self.config = config
+        self.progress = progress  # a progress bar on stderr (for long single runs, not sweeps)
         self._data: tuple[str, str] | None = None
 
     def data(self) -> tuple[str, str]:
@@ -195,11 +200,49 @@ class TrainingRunner:
         val = validation_windows(load_tokens(val_path), self.config.val_windows, self.config.context_length)
         threads = torch.get_num_threads()
         torch.set_num_threads(self.config.num_threads)
+        c = self.config
+        checkpoint = checkpoint_path(request, c) if c.checkpoint_seconds > 0 else None
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=plan.steps, desc=f"d_model={request.d_model}", unit="step", dynamic_ncols=True)
         try:
-            model = model_config_for(request, self.config)
-            return train_model(model, request, plan.steps, load_tokens(train_path), val, self.config.device)
+            return train_model(
+                model_config_for(request, c),
+                request,
+                plan.steps,
+                load_tokens(train_path),
+                val,
+                c.device,
+                checkpoint=checkpoint,
+                checkpoint_seconds=c.checkpoint_seconds,
+                on_step=None if bar is None else _advance(bar),
+            )
         finally:
             torch.set_num_threads(threads)
+            if bar is not None:
+                bar.close()
+
+
+def _advance(bar) -> Callable[[int, float], None]:
+    def on_step(step: int, loss: float) -> None:
+        bar.n = step + 1
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        bar.update(0)
+
+    return on_step
+
+
+def checkpoint_path(request: LabRequest, config: LabConfig) -> Path:
+    """Where a run of ``request`` keeps its resumable state: named by a hash of the request and the
+    lab settings its loss depends on, so a checkpoint is only ever resumed by the same run."""
+    import hashlib
+    import json
+
+    key = json.dumps({"request": request.key(), "settings": result_settings(config)}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return Path(config.out_dir) / "checkpoints" / f"run-{digest}.pt"
 
 
 def validation_windows(tokens, count: int, context_length: int):
@@ -216,7 +259,17 @@ def validation_windows(tokens, count: int, context_length: int):
     return windows[:, :-1], windows[:, 1:]
 
 
-def train_model(model_config, request: LabRequest, steps: int, train_tokens, val, device: str = "cpu"):
+def train_model(
+    model_config,
+    request: LabRequest,
+    steps: int,
+    train_tokens,
+    val,
+    device: str = "cpu",
+    checkpoint: Path | None = None,
+    checkpoint_seconds: float = 60.0,
+    on_step: Callable[[int, float], None] | None = None,
+):
     """Train unit 1's Transformer for ``steps`` AdamW steps and return (train loss, validation loss).
 
     The lab's schedule: linear warmup over the first 10% of steps, cosine decay to a tenth of the
@@ -226,9 +279,14 @@ def train_model(model_config, request: LabRequest, steps: int, train_tokens, val
     weights are ever saved). Unlike unit 1's loops it does not raise ``TrainingDiverged``: a sweep
     over learning rates must be able to record a diverged point and go on.
 
-    Not unit 1's ``train``: that loop checkpoints, logs and scores validation on batches drawn by
-    the run's own seed; a lab run is a few hundred steps of a tiny model, and every run must be
-    scored on the same windows (:func:`validation_windows`).
+    ``checkpoint``: a file the run saves its whole state to (weights, optimizer, data-order generator,
+    step) every ``checkpoint_seconds`` (0: every step); a run that finds one there resumes from it and
+    ends exactly as if it had never stopped, and a finished run deletes it. ``on_step(step, loss)`` is
+    called after each step (progress).
+
+    Not unit 1's ``train``: that loop logs and scores validation on batches drawn by the run's own
+    seed; a lab run is a short run of a tiny model, and every run must be scored on the same windows
+    (:func:`validation_windows`).
     """
     import torch
 
@@ -243,8 +301,11 @@ def train_model(model_config, request: LabRequest, steps: int, train_tokens, val
         model.parameters(), lr=request.learning_rate, betas=(0.9, 0.95), weight_decay=0.1, foreach=True
     )
     generator = torch.Generator().manual_seed(request.seed)
-    warmup, peak, tail = max(1, steps // 10), request.learning_rate, []
-    for step in range(steps):
+    warmup, peak, tail, first = max(1, steps // 10), request.learning_rate, [], 0
+    if checkpoint is not None and checkpoint.is_file():
+        first, tail = _resume(checkpoint, request, steps, model, optimizer, generator)
+    saved = time.monotonic()
+    for step in range(first, steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_cosine_schedule(step, peak, peak / 10, warmup, steps)
         x, y = get_batch(
@@ -252,15 +313,64 @@ def train_model(model_config, request: LabRequest, steps: int, train_tokens, val
         )
         loss = cross_entropy(model(x), y)  # (batch, seq) -> mean next-token loss
         if not math.isfinite(loss.item()):
-            return math.nan, math.nan
+            return _finish(checkpoint, (math.nan, math.nan))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if not math.isfinite(float(clip_gradients(model.parameters(), 1.0))):
-            return math.nan, math.nan  # a non-finite gradient: stop before the step spoils the weights
+            # a non-finite gradient: stop before the step spoils the weights
+            return _finish(checkpoint, (math.nan, math.nan))
         optimizer.step()
         if step >= steps - max(1, steps // 10):
             tail.append(loss.item())
-    return sum(tail) / len(tail), evaluate_windows(model, val, device)
+        if checkpoint is not None and step + 1 < steps and time.monotonic() - saved >= checkpoint_seconds:
+            _save_state(checkpoint, request, step + 1, steps, model, optimizer, generator, tail)
+            saved = time.monotonic()
+        if on_step is not None:
+            on_step(step, loss.item())
+    return _finish(checkpoint, (sum(tail) / len(tail), evaluate_windows(model, val, device)))
+
+
+def _save_state(path: Path, request, step, steps, model, optimizer, generator, tail) -> None:
+    """Write a run's resumable state atomically (a crash mid-write leaves the previous one)."""
+    import torch
+
+    state = {
+        "request": request.key(),
+        "steps": steps,
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "tail": list(tail),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+def _resume(path: Path, request, steps, model, optimizer, generator) -> tuple[int, list[float]]:
+    """Load the state :func:`_save_state` wrote; one from another run is an error, not reused."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"checkpoint {path} cannot be read ({error}); delete it to start the run over"
+        ) from None
+    if state.get("request") != request.key() or state.get("steps") != steps:
+        raise ValueError(f"checkpoint {path} belongs to another run; delete it to start this one over")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    return int(state["step"]), [float(x) for x in state["tail"]]
+
+
+def _finish(checkpoint: Path | None, losses: tuple[float, float]) -> tuple[float, float]:
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    return losses
 
 
 def evaluate_windows(model, windows, device: str = "cpu", chunk: int = 64) -> float:

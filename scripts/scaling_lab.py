@@ -17,7 +17,9 @@ predicted optimum, 2 seeds each; per-size learning rate and batch size: scaling/
 models on the built-in corpus in two worker processes: 637 CPU-s, about 6 minutes on an idle 2-core
 machine (README). Plots, ``runs.json`` and ``submission.json`` go under ``<out-dir>/fits``. ``check``
 at the default target (100x the top budget, 1e14 FLOPs) trains one model of about a million
-parameters for about a thousand steps: an hour or more on a CPU.
+parameters for about a thousand steps: an hour or more on a CPU. It shows a progress bar and saves
+its state every minute (``--checkpoint-seconds``) under ``<out-dir>/checkpoints``: stopped, it
+resumes where it was when the same command is run again (and the ledger does not charge it twice).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from basics.cli import (
 )
 from basics.files import atomic_write
 from scaling.flops import format_flops_table
-from scaling.lab import LabConfig, model_config_for, plan_run, query
+from scaling.lab import LabConfig, TrainingRunner, model_config_for, plan_run, query
 from scaling.ledger import LabRequest, LabResult, Ledger
 from scaling.prediction import (
     SweepPoint,
@@ -172,7 +174,7 @@ def command_check(args, lab: LabConfig, ledger: Ledger) -> int:
     target = float(submission["target_budget"])
     request = check_request(float(submission["parameters"]["estimate"]), target, sweep, lab, args.seed)
     print(f"check: training {request} ({plan_run(request, lab).steps} steps)", flush=True)
-    result = query(request, ledger, lab)
+    result = query(request, ledger, lab, TrainingRunner(lab, progress=True))
     print(HEADER)
     print(row(result))
     grade = grade_submission(submission, result.val_loss, result.parameters)
@@ -267,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         raise FileNotFoundError(f"--db-path {lab.db_path}: no ledger there; run `sweep` first")
     ledger = open_ledger(lab.db_path, lab.total_budget)
     if args.command == "query":
-        result = query(request, ledger, lab)
+        result = query(request, ledger, lab, TrainingRunner(lab, progress=True))
         print(HEADER)
         print(row(result))
         print(json.dumps({"train_loss": result.train_loss, "val_loss": result.val_loss}))

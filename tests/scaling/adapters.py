@@ -374,3 +374,34 @@ def run_check(submission, db_path, total_budget, runner, **lab_fields) -> dict:
     )
     result = query(request, Ledger(db_path, total_budget), config, _lab_runner(runner))
     return {**grade_submission(submission, result.val_loss, result.parameters), "request": asdict(request)}
+
+
+def run_lab_train(
+    lab_fields: dict,
+    request: dict,
+    steps: int,
+    train_tokens,
+    val_tokens,
+    checkpoint=None,
+    checkpoint_seconds=0.0,
+    stop_after=None,
+) -> tuple[float, float]:
+    """Train ``request`` for ``steps`` steps on the token arrays with the lab's schedule and return
+    (train loss, validation loss). ``checkpoint``: the run saves its state there every
+    ``checkpoint_seconds`` and resumes from it; ``stop_after``: raise KeyboardInterrupt after that
+    many steps (an interrupted run)."""
+    from scaling.lab import LabConfig, model_config_for, train_model, validation_windows
+    from scaling.ledger import LabRequest
+
+    lab = LabConfig(**lab_fields)
+    req = LabRequest.from_dict(request)
+
+    def on_step(step, loss):
+        if stop_after is not None and step + 1 >= stop_after:
+            raise KeyboardInterrupt
+
+    val = validation_windows(val_tokens, lab.val_windows, lab.context_length)
+    return train_model(
+        model_config_for(req, lab), req, steps, train_tokens, val, lab.device,
+        checkpoint=checkpoint, checkpoint_seconds=checkpoint_seconds, on_step=on_step,
+    )  # fmt: skip

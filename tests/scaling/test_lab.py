@@ -270,3 +270,49 @@ def test_ledger_refuses_results_from_other_lab_settings(adapters, tmp_path):
     with pytest.raises(ValueError):
         adapters.run_lab_query(db, BUDGET, request(), runner, context_length=128)
     assert len(runner.calls) == 1 and adapters.run_lab_spent(db) == pytest.approx(1e10)
+
+
+def _pattern_tokens(vocab=64, size=6000, seed=0):
+    rng = np.random.default_rng(seed)
+    tokens = np.tile(rng.integers(0, vocab, 53), size // 53 + 1)[:size]
+    flip = rng.random(size) < 0.1
+    tokens[flip] = rng.integers(0, vocab, flip.sum())
+    return tokens.astype(np.int64)
+
+
+TINY_LAB = {"vocab_size": 64, "context_length": 16, "val_windows": 16}
+TINY_RUN = dict(BASE, d_model=16, batch_size=4, learning_rate=3e-3, train_flops=1e9)
+
+
+def test_interrupted_run_resumes_to_the_same_result(adapters, tmp_path):
+    """A long lab run saves its state as it goes: stopped after 7 of 15 steps and started again, it
+    resumes (weights, optimizer moments, data order, schedule) and ends where an unbroken run ends;
+    a finished run leaves no checkpoint behind."""
+    tokens = _pattern_tokens()
+    train, val = tokens[:5000], tokens[5000:]
+    whole = adapters.run_lab_train(TINY_LAB, TINY_RUN, 15, train, val)
+    path = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        adapters.run_lab_train(TINY_LAB, TINY_RUN, 15, train, val, checkpoint=path, stop_after=7)
+    assert path.is_file()
+    resumed = adapters.run_lab_train(TINY_LAB, TINY_RUN, 15, train, val, checkpoint=path)
+    assert resumed == pytest.approx(whole, rel=1e-6)
+    assert not path.exists()
+    fresh = adapters.run_lab_train(TINY_LAB, dict(TINY_RUN, seed=1), 15, train, val)
+    assert fresh != pytest.approx(whole, rel=1e-6)  # the comparison can tell runs apart
+
+
+def test_checkpoint_of_another_run_is_not_reused(adapters, tmp_path):
+    """A checkpoint belongs to one request and length: another seed, another step count or an
+    unreadable file is refused with an error naming the file, never silently resumed."""
+    tokens = _pattern_tokens()
+    train, val = tokens[:5000], tokens[5000:]
+    path = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        adapters.run_lab_train(TINY_LAB, TINY_RUN, 15, train, val, checkpoint=path, stop_after=5)
+    for changed, steps in ((dict(TINY_RUN, seed=1), 15), (TINY_RUN, 20)):
+        with pytest.raises(ValueError, match="run.pt"):
+            adapters.run_lab_train(TINY_LAB, changed, steps, train, val, checkpoint=path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="run.pt"):
+        adapters.run_lab_train(TINY_LAB, TINY_RUN, 15, train, val, checkpoint=path)
