@@ -194,13 +194,54 @@ def _intervals(fit: SweepFit, table: np.ndarray, level: float, target_budget: fl
     )
 
 
+@dataclass(frozen=True)
+class Holdout:
+    """The sweep's own test of its loss prediction: fitted without the top budget, what the laws
+    predict there (with the bootstrap interval) against the loss the top budget's parabola measured."""
+
+    budget: float  # the held-out (top) budget
+    predicted: Interval  # loss at its predicted optimum, from the budgets below it
+    measured: float  # the vertex loss of its IsoFLOP parabola (all budgets fitted)
+
+    @property
+    def relative_error(self) -> float:
+        """``(measured - predicted) / predicted``: negative when the law is too pessimistic."""
+        return (self.measured - self.predicted.estimate) / self.predicted.estimate
+
+    def describe(self) -> str:
+        where = where_in_interval(self.measured, self.predicted)
+        text = (
+            f"held-out check: fitted below C = {self.budget:.3g}, the laws predict loss {self.predicted} "
+            f"there; its parabola measured {self.measured:.4g} ({self.relative_error:+.1%}): {where}"
+        )
+        if not where.startswith("inside"):
+            text += (
+                "\n  <- the loss interval is resampling noise only; a law that misses its own next budget "
+                "will miss further out by more: read the prediction's loss interval as too narrow"
+            )
+        return text
+
+
+def holdout_check(points: Sequence[SweepPoint], num_samples: int = 100, level: float = 0.9, seed: int = 0):
+    """:class:`Holdout` for the top budget of ``points``, or ``None`` with fewer than three budgets
+    (the IsoFLOPs law needs two below the held-out one)."""
+    budgets = sorted({p.compute_budget for p in points})
+    if len(budgets) < 3:
+        return None
+    below = [p for p in points if p.compute_budget < budgets[-1]]
+    boot = bootstrap_sweep(below, budgets[-1], num_samples, level, seed)
+    measured = fit_sweep(points).isoflops.points[-1].loss
+    return Holdout(budgets[-1], boot.loss, float(measured))
+
+
 def is_wide(interval: Interval, half_width: float = 0.1) -> bool:
     """An exponent interval wider than ``± half_width``: the fit does not pin the exponent."""
     return (interval.high - interval.low) / 2 > half_width
 
 
-def format_sweep_report(boot: SweepBootstrap) -> str:
-    """The exponents and the prediction with their intervals; wide exponent intervals flagged."""
+def format_sweep_report(boot: SweepBootstrap, holdout: Holdout | None = None) -> str:
+    """The exponents and the prediction with their intervals; wide exponent intervals flagged; the
+    held-out check of the loss law if given."""
     pct = f"{boot.level:.0%}"
     lines = [
         f"fits with {pct} bootstrap intervals ({boot.num_samples} resamples of sizes and seeds within each budget):"
@@ -224,11 +265,14 @@ def format_sweep_report(boot: SweepBootstrap) -> str:
     lines.append(f"  N_opt = {boot.parameters}")
     lines.append(f"  D_opt = {boot.tokens}")
     lines.append(f"  loss  = {boot.loss}")
+    if holdout is not None:
+        lines.append(holdout.describe())
     return "\n".join(lines)
 
 
-def make_submission(boot: SweepBootstrap) -> dict:
-    """The student's submission as plain JSON data: the prediction at the target with its intervals."""
+def make_submission(boot: SweepBootstrap, holdout: Holdout | None = None) -> dict:
+    """The student's submission as plain JSON data: the prediction at the target with its intervals
+    (and the held-out check of the loss law, if given)."""
 
     def triple(interval: Interval) -> dict:
         return {"estimate": interval.estimate, "low": interval.low, "high": interval.high}
@@ -242,6 +286,17 @@ def make_submission(boot: SweepBootstrap) -> dict:
         "parameters_exponent": triple(boot.parameters_exponent),
         "tokens_exponent": triple(boot.tokens_exponent),
         "bootstrap_samples": boot.num_samples,
+        **(
+            {}
+            if holdout is None
+            else {
+                "holdout": {
+                    "budget": holdout.budget,
+                    "predicted_loss": triple(holdout.predicted),
+                    "measured_loss": holdout.measured,
+                }
+            }
+        ),
     }
 
 

@@ -53,6 +53,7 @@ from scaling.prediction import (
     bootstrap_sweep,
     format_sweep_report,
     grade_submission,
+    holdout_check,
     make_submission,
     plot_sweep,
 )
@@ -103,7 +104,8 @@ def fit_and_report(points: list[SweepPoint], sweep: SweepConfig, out_dir: Path, 
     """Bootstrap the fits, print the report, save the plots; returns the submission."""
     target = args.target_budget or 100 * max(sweep.budgets)
     boot = bootstrap_sweep(points, target, args.bootstrap, args.level)
-    print("\n" + format_sweep_report(boot))
+    holdout = holdout_check(points, args.bootstrap, args.level)
+    print("\n" + format_sweep_report(boot, holdout))
     for budget, optimum in zip(sorted(boot.optima), boot.fit.isoflops.points):
         sizes = [p.parameters for p in points if p.compute_budget == budget]
         if not min(sizes) < optimum.parameters < max(sizes):
@@ -111,7 +113,7 @@ def fit_and_report(points: list[SweepPoint], sweep: SweepConfig, out_dir: Path, 
     print("\nplots:")
     for path in plot_sweep(points, boot, out_dir):
         print(f"  {path}")
-    submission = make_submission(boot)
+    submission = make_submission(boot, holdout)
     submission["sweep"] = asdict(sweep)
     return submission
 

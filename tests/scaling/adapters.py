@@ -358,6 +358,24 @@ def run_predict(records, target_budget, num_samples=100, level=0.9) -> dict:
     return make_submission(bootstrap_sweep(aggregate_seeds(records), target_budget, num_samples, level))
 
 
+def run_holdout_check(records, num_samples=60, level=0.9) -> dict | None:
+    """The loss law's test on the sweep's own top budget: fitted on the budgets below it,
+    ``{"budget", "predicted": (estimate, low, high), "measured", "inside": bool}``; ``None`` with fewer
+    than three budgets. ``measured`` is the top budget's IsoFLOP parabola vertex loss."""
+    from scaling.prediction import aggregate_seeds, holdout_check
+
+    holdout = holdout_check(aggregate_seeds(records), num_samples, level)
+    if holdout is None:
+        return None
+    p = holdout.predicted
+    return {
+        "budget": holdout.budget,
+        "predicted": (p.estimate, p.low, p.high),
+        "measured": holdout.measured,
+        "inside": p.low <= holdout.measured <= p.high,
+    }
+
+
 def run_check(submission, db_path, total_budget, runner, **lab_fields) -> dict:
     """Train (``runner``: a fake taking the request as a dict) the run that checks ``submission``
     and grade it: ``{"inside": bool, "loss": str, "parameters": str, "request": dict}``."""

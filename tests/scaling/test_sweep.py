@@ -208,6 +208,45 @@ def test_bootstrap_without_noise_collapses_to_the_plain_fit(adapters):
     assert estimate == pytest.approx(slope, abs=1e-6)
 
 
+# ---- the held-out check of the loss law
+
+
+def test_holdout_check_passes_a_law_that_holds(adapters):
+    """Data from the known law: fitted on the three lower budgets, the prediction at the top one
+    matches the vertex loss measured there (the plain parabola through its sizes, written here)."""
+    records = synthetic_sweep(noise=0.002)
+    holdout = adapters.run_holdout_check(records, num_samples=40)
+    top = max(r[0] for r in records)
+    assert holdout["budget"] == pytest.approx(top)
+    sizes = sorted({r[1] for r in records if r[0] == top})
+    losses = [np.mean([r[3] for r in records if r[0] == top and r[1] == n]) for n in sizes]
+    c2, c1, c0 = np.polyfit(np.log(sizes), losses, 2)
+    assert holdout["measured"] == pytest.approx(c0 - c1**2 / (4 * c2), abs=1e-3)
+    estimate, low, high = holdout["predicted"]
+    assert low <= estimate <= high
+    assert estimate == pytest.approx(holdout["measured"], rel=0.01)
+    assert holdout["inside"] is True
+
+
+def test_holdout_check_catches_a_law_that_bends(adapters):
+    """Losses that fall faster at the top budget than the lower budgets' law allows (here 8% below
+    it, the shape a sweep still far from its asymptote has): the check reports the top budget
+    below the predicted interval, by about that much."""
+    top = 1e19
+    records = [
+        (c, n, d, loss * (0.92 if c == top else 1.0)) for c, n, d, loss in synthetic_sweep(noise=0.002)
+    ]
+    holdout = adapters.run_holdout_check(records, num_samples=40)
+    estimate, low, _ = holdout["predicted"]
+    assert holdout["inside"] is False and holdout["measured"] < low
+    assert (holdout["measured"] - estimate) / estimate == pytest.approx(-0.08, abs=0.02)
+
+
+def test_holdout_check_needs_three_budgets(adapters):
+    records = synthetic_sweep(noise=0.002, budgets=(1e18, 1e19))
+    assert adapters.run_holdout_check(records, num_samples=10) is None
+
+
 # ---- predict and check
 
 
