@@ -104,7 +104,7 @@ def fit_and_report(points: list[SweepPoint], sweep: SweepConfig, out_dir: Path, 
     """Bootstrap the fits, print the report, save the plots; returns the submission."""
     target = args.target_budget or 100 * max(sweep.budgets)
     boot = bootstrap_sweep(points, target, args.bootstrap, args.level)
-    holdout = holdout_check(points, args.bootstrap, args.level)
+    holdout = holdout_check(points, target, args.bootstrap, args.level)
     print("\n" + format_sweep_report(boot, holdout))
     for budget, optimum in zip(sorted(boot.optima), boot.fit.isoflops.points):
         sizes = [p.parameters for p in points if p.compute_budget == budget]

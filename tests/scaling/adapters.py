@@ -364,7 +364,7 @@ def run_holdout_check(records, num_samples=60, level=0.9) -> dict | None:
     than three budgets. ``measured`` is the top budget's IsoFLOP parabola vertex loss."""
     from scaling.prediction import aggregate_seeds, holdout_check
 
-    holdout = holdout_check(aggregate_seeds(records), num_samples, level)
+    holdout = holdout_check(aggregate_seeds(records), None, num_samples, level)
     if holdout is None:
         return None
     p = holdout.predicted

@@ -77,10 +77,10 @@ class BowlRunner:
 
 def test_optimum_at_an_edge_adds_a_size_beyond_it(adapters, tmp_path):
     warnings_free = adapters.run_lab_sweep(
-        tmp_path / "a.sqlite", 1e14, (1e11,), BowlRunner(40), sizes_per_budget=5, max_extra_sizes=2
+        tmp_path / "a.sqlite", 1e14, (1e11,), BowlRunner(28), sizes_per_budget=5, max_extra_sizes=2
     )
     widths = sorted({r["d_model"] for r in warnings_free})
-    assert len(warnings_free) == 5 and widths[0] < 40 < widths[-1]  # the bottom is inside: nothing added
+    assert len(warnings_free) == 5 and widths[0] < 28 < widths[-1]  # the bottom is inside: nothing added
     runner = BowlRunner(400)  # far above every placed size
     records = adapters.run_lab_sweep(
         tmp_path / "b.sqlite", 1e14, (1e11,), runner, sizes_per_budget=5, max_extra_sizes=2
