@@ -14,10 +14,10 @@ interrupted sweep resumes by running the same command again::
 
 The default sweep (budgets 3e10, 1e11, 3e11 and 1e12 FLOPs of 6ND; 5 sizes placed around the
 predicted optimum, 2 seeds each; per-size learning rate and batch size: scaling/sweep.py) trains 40
-models on the built-in corpus in two worker processes: 637 CPU-s, about 6 minutes on an idle 2-core
+models on the built-in corpus in two worker processes: 806 CPU-s, 7.5 minutes on an idle 2-core
 machine (README). Plots, ``runs.json`` and ``submission.json`` go under ``<out-dir>/fits``. ``check``
-at the default target (100x the top budget, 1e14 FLOPs) trains one model of about a million
-parameters for about a thousand steps: an hour or more on a CPU. It shows a progress bar and saves
+at the default target (100x the top budget, 1e14 FLOPs) trains one model of about half a million
+parameters for about two thousand steps: 40 minutes on an idle 2-core CPU (``--num-threads 2``). It shows a progress bar and saves
 its state every minute (``--checkpoint-seconds``) under ``<out-dir>/checkpoints``: stopped, it
 resumes where it was when the same command is run again (and the ledger does not charge it twice).
 """
