@@ -21,6 +21,9 @@ What makes a small sweep measure the model rather than the noise:
   lr 0.02, 0.06) and width 64 at C = 3e11 (2.936, 2.970, 3.028 at lr 0.015, 0.03, 0.06): the best
   learning rate fell faster than 1/d_model between them, so the exponent is 1.5, not 1; the rate is
   capped at the largest one probed (0.06), which the rule would otherwise exceed below width 32.
+  Re-probed under today's all-parameters convention (one seed each): width 40, 2 layers at C = 3e11
+  reached 3.154, 3.080, 3.080 at lr 0.015, 0.030 (the rule), 0.06; width 24, 1 layer at C = 3e10
+  3.626, 3.583, 3.605 at lr 0.03, 0.06 (the cap), 0.12: the rule sits at the best rate probed.
 - **A batch size per size** (:func:`batch_size_for`): a power of two chosen so that each run takes
   about ``target_steps`` steps, within ``[smallest_batch, largest_batch]``: a small model trains on
   more tokens and gets a bigger batch, so no run is starved of steps or drowned in them.
