@@ -275,25 +275,22 @@ def train_model(
 
     The lab's schedule: linear warmup over the first 10% of steps, cosine decay to a tenth of the
     peak by the run's own last step; gradients clipped at norm 1. The train loss is the mean over the
-    last 10% of steps. A run whose loss or gradient stops being finite ends at once with (NaN, NaN):
-    a real outcome of a bad learning rate, reported rather than hidden (the ledger stores NULL; no
-    weights are ever saved). Unlike unit 1's loops it does not raise ``TrainingDiverged``: a sweep
-    over learning rates must be able to record a diverged point and go on.
+    last 10% of steps. A run whose loss or gradient stops being finite ends at once with (NaN, NaN),
+    a real outcome of a bad learning rate (the ledger stores NULL); unlike unit 1's loops it does not
+    raise ``TrainingDiverged``: a sweep over learning rates must record a diverged point and go on.
 
     ``checkpoint``: a file the run saves its whole state to (weights, optimizer, data-order generator,
     step) every ``checkpoint_seconds`` (0: every step); a run that finds one there resumes from it and
     ends exactly as if it had never stopped, and a finished run deletes it. ``on_step(step, loss)`` is
     called after each step (progress).
 
-    Not unit 1's ``train``: that loop logs and scores validation on batches drawn by the run's own
-    seed; a lab run is a short run of a tiny model, and every run must be scored on the same windows
-    (:func:`validation_windows`).
+    Not unit 1's ``train``: that loop scores validation on batches drawn by the run's own seed; every
+    lab run must be scored on the same windows (:func:`validation_windows`).
     """
     import torch
 
     from basics.data import get_batch
     from basics.model import TransformerLM
-    from basics.nn_utils import clip_gradients, cross_entropy
     from basics.optim import AdamW, lr_cosine_schedule
 
     torch.manual_seed(request.seed)
@@ -312,23 +309,33 @@ def train_model(
         x, y = get_batch(
             train_tokens, request.batch_size, model_config.context_length, device, generator=generator
         )
-        loss = cross_entropy(model(x), y)  # (batch, seq) -> mean next-token loss
-        if not math.isfinite(loss.item()):
+        loss = _step(model, optimizer, x, y)
+        if loss is None:
             return _finish(checkpoint, (math.nan, math.nan))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if not math.isfinite(float(clip_gradients(model.parameters(), 1.0))):
-            # a non-finite gradient: stop before the step spoils the weights
-            return _finish(checkpoint, (math.nan, math.nan))
-        optimizer.step()
         if step >= steps - max(1, steps // 10):
-            tail.append(loss.item())
+            tail.append(loss)
         if checkpoint is not None and step + 1 < steps and time.monotonic() - saved >= checkpoint_seconds:
             _save_state(checkpoint, request, step + 1, steps, model, optimizer, generator, tail)
             saved = time.monotonic()
         if on_step is not None:
-            on_step(step, loss.item())
+            on_step(step, loss)
     return _finish(checkpoint, (sum(tail) / len(tail), evaluate_windows(model, val, device)))
+
+
+def _step(model, optimizer, x, y) -> float | None:
+    """One clipped AdamW step on the batch; ``None``, and no step, when the loss or the gradient is
+    not finite (stop before the step spoils the weights)."""
+    from basics.nn_utils import clip_gradients, cross_entropy
+
+    loss = cross_entropy(model(x), y)  # (batch, seq) -> mean next-token loss
+    if not math.isfinite(loss.item()):
+        return None
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if not math.isfinite(float(clip_gradients(model.parameters(), 1.0))):
+        return None
+    optimizer.step()
+    return loss.item()
 
 
 def _save_state(path: Path, request, step, steps, model, optimizer, generator, tail) -> None:
