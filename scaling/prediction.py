@@ -328,7 +328,7 @@ def make_submission(boot: SweepBootstrap, holdout: Holdout | None = None) -> dic
     def triple(interval: Interval) -> dict:
         return {"estimate": interval.estimate, "low": interval.low, "high": interval.high}
 
-    return {
+    submission = {
         "target_budget": boot.target_budget,
         "level": boot.level,
         "parameters": triple(boot.parameters),
@@ -337,19 +337,16 @@ def make_submission(boot: SweepBootstrap, holdout: Holdout | None = None) -> dic
         "parameters_exponent": triple(boot.parameters_exponent),
         "tokens_exponent": triple(boot.tokens_exponent),
         "bootstrap_samples": boot.num_samples,
-        **(
-            {}
-            if holdout is None
-            else {
-                "holdout": {
-                    "budget": holdout.budget,
-                    "predicted_loss": triple(holdout.predicted),
-                    "measured_loss": holdout.measured,
-                    **({} if holdout.corrected is None else {"corrected_loss": triple(holdout.corrected)}),
-                }
-            }
-        ),
     }
+    if holdout is not None:
+        submission["holdout"] = {
+            "budget": holdout.budget,
+            "predicted_loss": triple(holdout.predicted),
+            "measured_loss": holdout.measured,
+        }
+        if holdout.corrected is not None:
+            submission["holdout"]["corrected_loss"] = triple(holdout.corrected)
+    return submission
 
 
 def grade_submission(submission: dict, loss: float, parameters: float) -> dict:

@@ -358,13 +358,13 @@ def run_predict(records, target_budget, num_samples=100, level=0.9) -> dict:
     return make_submission(bootstrap_sweep(aggregate_seeds(records), target_budget, num_samples, level))
 
 
-def run_holdout_check(records, num_samples=60, level=0.9) -> dict | None:
+def run_holdout_check(records, num_samples=60, level=0.9, target_budget=None) -> dict | None:
     """The loss law's test on the sweep's own top budget: fitted on the budgets below it,
     ``{"budget", "predicted": (estimate, low, high), "measured", "inside": bool}``; ``None`` with fewer
     than three budgets. ``measured`` is the top budget's IsoFLOP parabola vertex loss."""
     from scaling.prediction import aggregate_seeds, holdout_check
 
-    holdout = holdout_check(aggregate_seeds(records), None, num_samples, level)
+    holdout = holdout_check(aggregate_seeds(records), target_budget, num_samples, level)
     if holdout is None:
         return None
     p = holdout.predicted
@@ -373,6 +373,7 @@ def run_holdout_check(records, num_samples=60, level=0.9) -> dict | None:
         "predicted": (p.estimate, p.low, p.high),
         "measured": holdout.measured,
         "inside": p.low <= holdout.measured <= p.high,
+        "corrected": None if holdout.corrected is None else holdout.corrected.estimate,
     }
 
 

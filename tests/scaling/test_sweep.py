@@ -242,6 +242,20 @@ def test_holdout_check_catches_a_law_that_bends(adapters):
     assert (holdout["measured"] - estimate) / estimate == pytest.approx(-0.08, abs=0.02)
 
 
+def test_holdout_correction_scales_the_prediction_by_the_held_out_miss(adapters):
+    """The experimental correction multiplies the target's predicted loss by measured / predicted at
+    the held-out budget: about 1 when the law holds, about 0.92 when the top budget is 8% low."""
+    records = synthetic_sweep(noise=0.002)
+    plain = adapters.run_bootstrap_sweep(records, 1e21, num_samples=10)["loss"][0]
+    holds = adapters.run_holdout_check(records, num_samples=10, target_budget=1e21)
+    assert holds["corrected"] == pytest.approx(plain, rel=0.02)
+    bent = [(c, n, d, loss * (0.92 if c == 1e19 else 1.0)) for c, n, d, loss in records]
+    plain_bent = adapters.run_bootstrap_sweep(bent, 1e21, num_samples=10)["loss"][0]
+    h = adapters.run_holdout_check(bent, num_samples=10, target_budget=1e21)
+    assert h["corrected"] == pytest.approx(plain_bent * h["measured"] / h["predicted"][0], rel=1e-6)
+    assert h["corrected"] < 0.95 * plain_bent
+
+
 def test_holdout_check_needs_three_budgets(adapters):
     records = synthetic_sweep(noise=0.002, budgets=(1e18, 1e19))
     assert adapters.run_holdout_check(records, num_samples=10) is None
