@@ -351,11 +351,14 @@ def run_bootstrap_sweep(records, target_budget, num_samples=100, level=0.9, seed
     }  # fmt: skip
 
 
-def run_predict(records, target_budget, num_samples=100, level=0.9) -> dict:
-    """The submission (JSON-ready dict) for sweep ``records`` at ``target_budget``."""
-    from scaling.prediction import aggregate_seeds, bootstrap_sweep, make_submission
+def run_predict(records, target_budget, num_samples=100, level=0.9, holdout=False) -> dict:
+    """The submission (JSON-ready dict) for sweep ``records`` at ``target_budget``; with ``holdout``,
+    its loss interval also covers the loss corrected by the held-out check (as ``predict`` writes it)."""
+    from scaling.prediction import aggregate_seeds, bootstrap_sweep, holdout_check, make_submission
 
-    return make_submission(bootstrap_sweep(aggregate_seeds(records), target_budget, num_samples, level))
+    points = aggregate_seeds(records)
+    check = holdout_check(points, target_budget, num_samples, level) if holdout else None
+    return make_submission(bootstrap_sweep(points, target_budget, num_samples, level), check)
 
 
 def run_holdout_check(records, num_samples=60, level=0.9, target_budget=None) -> dict | None:

@@ -261,6 +261,28 @@ def test_holdout_check_needs_three_budgets(adapters):
     assert adapters.run_holdout_check(records, num_samples=10) is None
 
 
+def test_submitted_loss_interval_covers_the_law_and_its_held_out_correction(adapters):
+    """The submission stakes the law's interval widened to cover the corrected one: the same as the
+    law's when the law holds its top budget; opened downwards (and only downwards) when the top
+    budget comes in 8% below the law."""
+    records = synthetic_sweep(noise=0.002)
+    holds = adapters.run_predict(records, 1e21, num_samples=12, holdout=True)
+    assert holds["law_loss"] == adapters.run_predict(records, 1e21, num_samples=12)["loss"]
+    law, loss = holds["law_loss"], holds["loss"]
+    assert loss["low"] <= law["low"] and loss["high"] >= law["high"]
+    assert loss["low"] == pytest.approx(law["low"], rel=0.02)
+    assert loss["high"] == pytest.approx(law["high"], rel=0.02)
+
+    bent = [(c, n, d, x * (0.92 if c == 1e19 else 1.0)) for c, n, d, x in records]
+    submission = adapters.run_predict(bent, 1e21, num_samples=12, holdout=True)
+    law, loss = submission["law_loss"], submission["loss"]
+    corrected = submission["holdout"]["corrected_loss"]
+    assert loss["estimate"] == law["estimate"]
+    assert loss["high"] == pytest.approx(max(law["high"], corrected["high"]))
+    assert loss["low"] == pytest.approx(min(law["low"], corrected["low"]))
+    assert loss["low"] < 0.95 * law["low"] and loss["high"] == pytest.approx(law["high"])
+
+
 # ---- predict and check
 
 
