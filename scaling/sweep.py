@@ -12,7 +12,9 @@ What makes a small sweep measure the model rather than the noise:
   ``sqrt`` of the budget ratio; later ones on the power law fitted to the optima so far. Around the
   centre, ``sizes_per_budget`` sizes are spaced by ``size_spacing`` in N (log-spaced) and each is
   matched to the nearest shape of :func:`candidate_shapes`. When the lowest mean loss still lands on
-  the smallest or largest size, the sweep warns and adds a size beyond that edge (``max_extra_sizes``).
+  the smallest or largest size, the sweep warns and adds a size beyond that edge (``max_extra_sizes``)
+  while a shape exists there (none is smaller than width 8 with one layer: at vocabulary 512 its
+  embeddings alone are 8,192 parameters, so a budget below about 3e10 has its optimum at that floor).
 - **A learning rate per size** (:func:`learning_rate_for`): the peak learning rate falls as a power
   of the width, ``(base_width / d_model) ** lr_exponent`` (µP's rule for Adam's hidden matrices is
   exponent 1: Yang et al. 2022), anchored at ``base_learning_rate`` for ``base_width``. The defaults
@@ -250,6 +252,12 @@ def run_sweep(
             for _ in range(config.max_extra_sizes):
                 extra = extra_size(results, shapes, lab, config)
                 if extra is None:
+                    edge = lowest_edge(results)
+                    if edge is not None:
+                        warn(
+                            f"at C = {budget:.3g} the lowest loss is at the {edge} size and no shape "
+                            f"lies beyond it"
+                        )
                     break
                 warn(
                     f"at C = {budget:.3g} the lowest loss is at the edge of the sizes tried; adding N = "
@@ -288,22 +296,31 @@ def mean_losses(results: Sequence[LabResult]) -> dict[int, float]:
     return {n: sum(v) / len(v) for n, v in sorted(by_size.items())}
 
 
-def extra_size(results: Sequence[LabResult], shapes: Sequence[Shape], lab: LabConfig, config: SweepConfig):
-    """The shape to add beyond the edge where the lowest mean loss sits, or None if it is inside."""
+def lowest_edge(results: Sequence[LabResult]) -> str | None:
+    """``"smallest"`` or ``"largest"`` when the lowest mean loss sits at that size, else None."""
     means = {n: v for n, v in mean_losses(results).items() if math.isfinite(v)}
     if len(means) < 2:
         return None
     sizes = sorted(means)
     best = min(sizes, key=means.get)
-    if best == sizes[0]:
-        target = sizes[0] / config.size_spacing
-    elif best == sizes[-1]:
-        target = sizes[-1] * config.size_spacing
-    else:
+    return "smallest" if best == sizes[0] else "largest" if best == sizes[-1] else None
+
+
+def extra_size(results: Sequence[LabResult], shapes: Sequence[Shape], lab: LabConfig, config: SweepConfig):
+    """The shape to add beyond the edge where the lowest mean loss sits: None if that is inside, or
+    if no candidate shape lies beyond that edge (nothing smaller than the smallest model, whose
+    embeddings alone are ``2 · vocab_size · 8`` parameters)."""
+    edge = lowest_edge(results)
+    if edge is None:
         return None
-    shape = nearest_shape(target, lab, exclude=shapes)
-    n = shape_parameters(shape, lab)
-    return shape if (n < sizes[0] or n > sizes[-1]) else None  # no candidate further out
+    sizes = sorted(mean_losses(results))
+    if edge == "smallest":
+        shape = nearest_shape(sizes[0] / config.size_spacing, lab, exclude=shapes)
+        beyond = shape_parameters(shape, lab) < sizes[0]
+    else:
+        shape = nearest_shape(sizes[-1] * config.size_spacing, lab, exclude=shapes)
+        beyond = shape_parameters(shape, lab) > sizes[-1]
+    return shape if beyond else None  # the nearest unused shape may lie on the other side
 
 
 def budget_optimum(results: Sequence[LabResult]) -> float | None:

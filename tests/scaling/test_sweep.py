@@ -91,6 +91,20 @@ def test_optimum_at_an_edge_adds_a_size_beyond_it(adapters, tmp_path):
     assert extra[1]["parameters"] > extra[0]["parameters"]
 
 
+def test_optimum_at_the_small_edge_adds_only_smaller_sizes(adapters, tmp_path):
+    """The lowest loss at the smallest size: sizes are added below it while smaller shapes exist,
+    never above; a grid that already starts at the smallest shape gets nothing added."""
+    records = adapters.run_lab_sweep(
+        tmp_path / "c.sqlite", 1e14, (1e12,), BowlRunner(1), sizes_per_budget=5, max_extra_sizes=2
+    )
+    first, extra = records[:5], records[5:]
+    assert extra and max(r["parameters"] for r in extra) < min(r["parameters"] for r in first)
+    floor = adapters.run_lab_sweep(
+        tmp_path / "d.sqlite", 1e14, (1e10,), BowlRunner(1), sizes_per_budget=5, max_extra_sizes=2
+    )
+    assert len(floor) == 5 and min(r["d_model"] for r in floor) == 8
+
+
 def test_every_size_has_every_seed_and_its_own_rules(adapters, tmp_path):
     records = adapters.run_lab_sweep(
         tmp_path / "l.sqlite", 1e14, (1e11, 3e11), BowlRunner(40), sizes_per_budget=5, seeds=2
