@@ -378,14 +378,21 @@ def make_submission(boot: SweepBootstrap, holdout: Holdout | None = None) -> dic
 
 def grade_submission(submission: dict, loss: float, parameters: float) -> dict:
     """Where a check run at the target budget (its validation ``loss``, its size ``parameters``) falls
-    in the submission's intervals: ``{"inside": bool, "loss": "...", "parameters": "..."}``."""
-    loss_interval = Interval(**{k: float(submission["loss"][k]) for k in ("estimate", "low", "high")})
-    size_interval = Interval(**{k: float(submission["parameters"][k]) for k in ("estimate", "low", "high")})
-    return {
+    in the submission's intervals: ``{"inside": bool, "loss": "...", "parameters": "..."}``, plus
+    ``"law_loss"`` (where it falls in the law's own interval) when the submission has one."""
+
+    def interval(name: str) -> Interval:
+        return Interval(**{k: float(submission[name][k]) for k in ("estimate", "low", "high")})
+
+    loss_interval = interval("loss")
+    grade = {
         "inside": loss_interval.low <= loss <= loss_interval.high,
         "loss": where_in_interval(loss, loss_interval),
-        "parameters": where_in_interval(parameters, size_interval),
+        "parameters": where_in_interval(parameters, interval("parameters")),
     }
+    if "law_loss" in submission:
+        grade["law_loss"] = where_in_interval(loss, interval("law_loss"))
+    return grade
 
 
 def where_in_interval(value: float, interval: Interval) -> str:

@@ -181,6 +181,8 @@ def command_check(args, lab: LabConfig, ledger: Ledger) -> int:
     print(row(result))
     grade = grade_submission(submission, result.val_loss, result.parameters)
     print(f"predicted loss {submission['loss']}; measured {result.val_loss:.4f}: {grade['loss']}")
+    if "law_loss" in grade:
+        print(f"  the loss law's own interval {submission['law_loss']}: {grade['law_loss']}")
     print(
         f"predicted N_opt {submission['parameters']}; trained N = {result.parameters:,}: {grade['parameters']}"
     )
