@@ -181,8 +181,9 @@ def command_check(args, lab: LabConfig, ledger: Ledger) -> int:
     print(row(result))
     grade = grade_submission(submission, result.val_loss, result.parameters)
     print(f"predicted loss {submission['loss']}; measured {result.val_loss:.4f}: {grade['loss']}")
-    if "law_loss" in grade:
-        print(f"  the loss law's own interval {submission['law_loss']}: {grade['law_loss']}")
+    for name, what in (("frontier_loss", "the compute frontier's"), ("law_loss", "the loss law's")):
+        if name in grade:
+            print(f"  {what} own interval {submission[name]}: {grade[name]}")
     print(
         f"predicted N_opt {submission['parameters']}; trained N = {result.parameters:,}: {grade['parameters']}"
     )

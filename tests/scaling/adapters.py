@@ -351,14 +351,15 @@ def run_bootstrap_sweep(records, target_budget, num_samples=100, level=0.9, seed
     }  # fmt: skip
 
 
-def run_predict(records, target_budget, num_samples=100, level=0.9, holdout=False) -> dict:
-    """The submission (JSON-ready dict) for sweep ``records`` at ``target_budget``; with ``holdout``,
-    its loss interval also covers the loss corrected by the held-out check (as ``predict`` writes it)."""
+def run_predict(records, target_budget, num_samples=100, level=0.9, holdout=False, sizes=True) -> dict:
+    """The submission (JSON-ready dict) for sweep ``records`` at ``target_budget``, with
+    ``frontier_loss`` and ``law_loss`` beside the submitted ``loss``; with ``holdout``, the held-out
+    check as well (as ``predict`` writes it). ``sizes``: as ``run_bootstrap_sweep``."""
     from scaling.prediction import aggregate_seeds, bootstrap_sweep, holdout_check, make_submission
 
     points = aggregate_seeds(records)
     check = holdout_check(points, target_budget, num_samples, level) if holdout else None
-    return make_submission(bootstrap_sweep(points, target_budget, num_samples, level), check)
+    return make_submission(bootstrap_sweep(points, target_budget, num_samples, level, sizes=sizes), check)
 
 
 def run_holdout_check(records, num_samples=60, level=0.9, target_budget=None) -> dict | None:
