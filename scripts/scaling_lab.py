@@ -111,7 +111,7 @@ def fit_and_report(points: list[SweepPoint], sweep: SweepConfig, out_dir: Path, 
         if not min(sizes) < optimum.parameters < max(sizes):
             print(f"warning: at C = {budget:.3g} the optimum is at the edge of the sizes tried")
     print("\nplots:")
-    for path in plot_sweep(points, boot, out_dir):
+    for path in plot_sweep(points, boot, out_dir, holdout):
         print(f"  {path}")
     submission = make_submission(boot, holdout)
     submission["sweep"] = asdict(sweep)

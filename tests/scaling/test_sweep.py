@@ -222,57 +222,20 @@ def test_bootstrap_without_noise_collapses_to_the_plain_fit(adapters):
     assert estimate == pytest.approx(slope, abs=1e-6)
 
 
-# ---- the held-out check of the loss law
+# ---- the compute frontier, its held-out check and the submitted loss
 
 
-def test_holdout_check_passes_a_law_that_holds(adapters):
-    """Data from the known law: fitted on the three lower budgets, the prediction at the top one
-    matches the vertex loss measured there (the plain parabola through its sizes, written here)."""
-    records = synthetic_sweep(noise=0.002)
-    holdout = adapters.run_holdout_check(records, num_samples=40)
-    top = max(r[0] for r in records)
-    assert holdout["budget"] == pytest.approx(top)
-    sizes = sorted({r[1] for r in records if r[0] == top})
-    losses = [np.mean([r[3] for r in records if r[0] == top and r[1] == n]) for n in sizes]
-    c2, c1, c0 = np.polyfit(np.log(sizes), losses, 2)
-    assert holdout["measured"] == pytest.approx(c0 - c1**2 / (4 * c2), abs=1e-3)
-    estimate, low, high = holdout["predicted"]
-    assert low <= estimate <= high
-    assert estimate == pytest.approx(holdout["measured"], rel=0.01)
-    assert holdout["inside"] is True
-
-
-def test_holdout_check_catches_a_law_that_bends(adapters):
-    """Losses that fall faster at the top budget than the lower budgets' law allows (here 8% below
-    it, the shape a sweep still far from its asymptote has): the check reports the top budget
-    below the predicted interval, by about that much."""
-    top = 1e19
-    records = [
-        (c, n, d, loss * (0.92 if c == top else 1.0)) for c, n, d, loss in synthetic_sweep(noise=0.002)
-    ]
-    holdout = adapters.run_holdout_check(records, num_samples=40)
-    estimate, low, _ = holdout["predicted"]
-    assert holdout["inside"] is False and holdout["measured"] < low
-    assert (holdout["measured"] - estimate) / estimate == pytest.approx(-0.08, abs=0.02)
-
-
-def test_holdout_correction_scales_the_prediction_by_the_held_out_miss(adapters):
-    """The experimental correction multiplies the target's predicted loss by measured / predicted at
-    the held-out budget: about 1 when the law holds, about 0.92 when the top budget is 8% low."""
-    records = synthetic_sweep(noise=0.002)
-    plain = adapters.run_bootstrap_sweep(records, 1e21, num_samples=10)["loss"][0]
-    holds = adapters.run_holdout_check(records, num_samples=10, target_budget=1e21)
-    assert holds["corrected"] == pytest.approx(plain, rel=0.02)
-    bent = [(c, n, d, loss * (0.92 if c == 1e19 else 1.0)) for c, n, d, loss in records]
-    plain_bent = adapters.run_bootstrap_sweep(bent, 1e21, num_samples=10)["loss"][0]
-    h = adapters.run_holdout_check(bent, num_samples=10, target_budget=1e21)
-    assert h["corrected"] == pytest.approx(plain_bent * h["measured"] / h["predicted"][0], rel=1e-6)
-    assert h["corrected"] < 0.95 * plain_bent
-
-
-def test_holdout_check_needs_three_budgets(adapters):
-    records = synthetic_sweep(noise=0.002, budgets=(1e18, 1e19))
-    assert adapters.run_holdout_check(records, num_samples=10) is None
+def frontier_sweep(noise, top_factor=1.0):
+    """:func:`synthetic_sweep` with each budget's curve shifted so its vertex lies on the pure power
+    law ``L = 40·C^-0.07`` (a frontier without a floor), the top budget's losses times
+    ``top_factor``."""
+    records = []
+    for c, n, d, loss in synthetic_sweep(noise):
+        n_opt = float(true_optimal_parameters(c))
+        vertex = float(law_loss(n_opt, c / (6 * n_opt)))
+        shifted = loss - vertex + 40 * c**-0.07
+        records.append((c, n, d, shifted * (top_factor if c == 1e19 else 1.0)))
+    return records
 
 
 def test_compute_frontier_is_the_power_law_through_the_vertex_losses(adapters):
@@ -294,33 +257,88 @@ def test_compute_frontier_is_the_power_law_through_the_vertex_losses(adapters):
     assert frontier["low"] == pytest.approx(expected, rel=1e-6)
 
 
+def test_holdout_check_passes_a_frontier_that_holds(adapters):
+    """Vertices on a power law in C: fitted on the three lower budgets, the frontier's prediction at
+    the top one matches the vertex loss measured there (the plain parabola, written here)."""
+    records = frontier_sweep(noise=0.002)
+    holdout = adapters.run_holdout_check(records, num_samples=40)
+    top = max(r[0] for r in records)
+    assert holdout["budget"] == pytest.approx(top)
+    sizes = sorted({r[1] for r in records if r[0] == top})
+    losses = [np.mean([r[3] for r in records if r[0] == top and r[1] == n]) for n in sizes]
+    c2, c1, c0 = np.polyfit(np.log(sizes), losses, 2)
+    assert holdout["measured"] == pytest.approx(c0 - c1**2 / (4 * c2), abs=1e-3)
+    estimate, low, high = holdout["predicted"]
+    assert low <= estimate <= high
+    assert estimate == pytest.approx(40 * top**-0.07, rel=0.005)
+    assert holdout["inside"] is True
+
+
+def test_holdout_check_catches_losses_that_fall_faster(adapters):
+    """The top budget's losses 8% below the frontier of the lower budgets (the shape this lab's
+    sweeps have): the check reports it below the predicted interval, by about that much."""
+    holdout = adapters.run_holdout_check(frontier_sweep(noise=0.002, top_factor=0.92), num_samples=40)
+    estimate, low, _ = holdout["predicted"]
+    assert holdout["inside"] is False and holdout["measured"] < low
+    assert (holdout["measured"] - estimate) / estimate == pytest.approx(-0.08, abs=0.01)
+
+
+def test_holdout_correction_scales_the_frontier_by_the_held_out_miss(adapters):
+    """The correction multiplies the target's frontier loss by measured / predicted at the held-out
+    budget: about 1 when the frontier holds, below 0.95 when the top budget is 8% low."""
+    records = frontier_sweep(noise=0.002)
+    plain = adapters.run_predict(records, 1e21, num_samples=10)["frontier_loss"]["estimate"]
+    holds = adapters.run_holdout_check(records, num_samples=10, target_budget=1e21)
+    assert holds["corrected"] == pytest.approx(plain, rel=0.01)
+    bent = frontier_sweep(noise=0.002, top_factor=0.92)
+    plain_bent = adapters.run_predict(bent, 1e21, num_samples=10)["frontier_loss"]["estimate"]
+    h = adapters.run_holdout_check(bent, num_samples=10, target_budget=1e21)
+    assert h["corrected"] == pytest.approx(plain_bent * h["measured"] / h["predicted"][0], rel=1e-6)
+    assert h["corrected"] < 0.95 * plain_bent
+
+
+def test_holdout_check_needs_three_budgets(adapters):
+    records = synthetic_sweep(noise=0.002, budgets=(1e18, 1e19))
+    assert adapters.run_holdout_check(records, num_samples=10) is None
+
+
+def hull(*intervals):
+    return min(i["low"] for i in intervals), max(i["high"] for i in intervals)
+
+
 def test_submitted_loss_spans_the_frontier_and_the_law(adapters):
-    """The submission stakes the compute frontier's estimate in the hull of the two bootstrap
-    intervals. On data from a law with a floor (E = 1.69), the frontier, which has none, runs below
-    the law 100x out, so the hull differs from either interval alone; the true loss lies inside."""
-    records = synthetic_sweep(noise=0.002)
+    """Without a held-out check the submission stakes the frontier's estimate in the hull of the
+    frontier's and the law's intervals. On data from a law with a floor (E = 1.69) the frontier,
+    which has none, runs below the law 100x out, so the hull differs from either interval; the
+    true loss lies inside."""
     target = 1e21
-    submission = adapters.run_predict(records, target, num_samples=30)
+    submission = adapters.run_predict(synthetic_sweep(noise=0.002), target, num_samples=30)
     frontier, law, loss = submission["frontier_loss"], submission["law_loss"], submission["loss"]
     assert frontier["high"] < law["low"]  # the two readings do not overlap here
     assert loss["estimate"] == frontier["estimate"]
-    assert loss["low"] == pytest.approx(min(frontier["low"], law["low"]))
-    assert loss["high"] == pytest.approx(max(frontier["high"], law["high"]))
+    assert (loss["low"], loss["high"]) == pytest.approx(hull(frontier, law))
     n_true = float(true_optimal_parameters(target))
     assert loss["low"] <= float(law_loss(n_true, target / (6 * n_true))) <= loss["high"]
 
 
-def test_submitted_loss_covers_a_frontier_without_a_floor(adapters):
-    """Data whose vertex losses fall as a pure power law in C (each budget's curve is the law's
-    shifted so its vertex lies on L = 40·C^-0.07): the truth 100x out is the frontier's, and the
-    submitted interval holds it, however the parametric law extrapolates."""
-    records = []
-    for c, n, d, loss in synthetic_sweep(noise=0.002):
-        n_opt = float(true_optimal_parameters(c))
-        vertex = float(law_loss(n_opt, c / (6 * n_opt)))
-        records.append((c, n, d, loss - vertex + 40 * c**-0.07))
+def test_submitted_loss_with_the_held_out_correction(adapters):
+    """With the held-out check, the estimate is the corrected frontier's and the interval the hull
+    of all three; when the top budget falls 8% below the frontier, the hull opens below both fits'
+    intervals."""
     target = 1e21
-    loss = adapters.run_predict(records, target, num_samples=30)["loss"]
+    submission = adapters.run_predict(frontier_sweep(0.002, top_factor=0.92), target, 30, holdout=True)
+    frontier, law, loss = submission["frontier_loss"], submission["law_loss"], submission["loss"]
+    corrected = submission["holdout"]["corrected_loss"]
+    assert loss["estimate"] == corrected["estimate"]
+    assert (loss["low"], loss["high"]) == pytest.approx(hull(frontier, law, corrected))
+    assert loss["low"] < min(frontier["low"], law["low"])
+
+
+def test_submitted_loss_covers_a_frontier_without_a_floor(adapters):
+    """Vertices on a pure power law in C: the truth 100x out is the frontier's, and the submitted
+    interval holds it, however the parametric law extrapolates."""
+    target = 1e21
+    loss = adapters.run_predict(frontier_sweep(noise=0.002), target, num_samples=30, holdout=True)["loss"]
     assert loss["low"] <= 40 * target**-0.07 <= loss["high"]
     assert loss["estimate"] == pytest.approx(40 * target**-0.07, rel=0.01)
 
@@ -391,7 +409,8 @@ def test_miniature_sweep_predict_check_end_to_end(tmp_path):
     out = lab("sweep", *common, *sweep).stdout
     assert "a (N_opt ~ C^a)" in out and "prediction at C = 1e+11" in out
     fits = tmp_path / "out" / "fits"
-    assert (fits / "sweep_isoflops.png").stat().st_size > 0 and (fits / "sweep_n_opt.png").stat().st_size > 0
+    for name in ("sweep_isoflops.png", "sweep_n_opt.png", "sweep_loss.png"):
+        assert (fits / name).stat().st_size > 0
     submission = json.loads((fits / "submission.json").read_text())
     assert submission["loss"]["low"] <= submission["loss"]["estimate"] <= submission["loss"]["high"]
     again = lab("predict", *common, *sweep).stdout  # every run cached: free
