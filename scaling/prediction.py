@@ -317,7 +317,7 @@ def format_sweep_report(boot: SweepBootstrap, holdout: Holdout | None = None) ->
             else ""
         )
         lines.append(f"  {name} = {interval}  (width {interval.high - interval.low:.3f}){flag}")
-    lines.append("  N_opt per budget: " + "  ".join(f"C={c:.0e}: {i}" for c, i in boot.optima.items()))
+    lines.append("  N_opt per budget: " + "  ".join(f"C={c:.3g}: {i}" for c, i in boot.optima.items()))
     law = boot.fit.loss_law
     lines.append(
         f"  loss law: L = {law.E:.3f} + {law.A:.4g}/N^{law.alpha:.3f} + {law.B:.4g}/D^{law.beta:.3f}"
@@ -462,7 +462,7 @@ def _plot_profiles(points: Sequence[SweepPoint], boot: SweepBootstrap, path):
             fmt="o",
             color=color,
             capsize=3,
-            label=f"C = {budget:.0e}",
+            label=f"C = {budget:.3g}",
         )
         (c2, c1, c0), centre, window = fit_parabola(sizes, means)
         x = np.linspace(math.log(window[0]), math.log(window[-1]), 50) - centre
@@ -511,7 +511,7 @@ def _plot_optima(boot: SweepBootstrap, path):
         yerr=[[p.estimate - p.low], [p.high - p.estimate]],
         fmt="s",
         capsize=4,
-        label=f"prediction at C = {boot.target_budget:.0e}: {p.estimate:.3g}",
+        label=f"prediction at C = {boot.target_budget:.3g}: {p.estimate:.3g}",
     )
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -540,7 +540,7 @@ def _plot_loss(boot: SweepBootstrap, holdout: Holdout | None, path):
         yerr=[[loss.estimate - loss.low], [loss.high - loss.estimate]],
         fmt="s",
         capsize=4,
-        label=f"submitted at C = {boot.target_budget:.0e}: {loss}",
+        label=f"submitted at C = {boot.target_budget:.3g}: {loss}",
     )
     ax.set_xscale("log")
     ax.set_yscale("log")
