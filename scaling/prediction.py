@@ -505,19 +505,7 @@ def _plot_optima(boot: SweepBootstrap, path):
         label=f"fit: {law}  (a in [{boot.parameters_exponent.low:.3f}, {boot.parameters_exponent.high:.3f}])",
     )
     p = boot.parameters
-    ax.errorbar(
-        [boot.target_budget],
-        [p.estimate],
-        yerr=[[p.estimate - p.low], [p.high - p.estimate]],
-        fmt="s",
-        capsize=4,
-        label=f"prediction at C = {boot.target_budget:.3g}: {p.estimate:.3g}",
-    )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("compute budget C (FLOPs, 6ND)")
-    ax.set_ylabel("N_opt (parameters)")
-    ax.legend(fontsize=8)
+    _finish_against_budget(ax, boot.target_budget, p, f"prediction: {p.estimate:.3g}", "N_opt (parameters)")
     return _save(fig, path)
 
 
@@ -534,20 +522,27 @@ def _plot_loss(boot: SweepBootstrap, holdout: Holdout | None, path):
     ax.plot(grid, fit.frontier(grid), "-", label=f"compute frontier: {fit.frontier}")
     ax.plot(grid, law, "--", label=f"loss law at N_opt(C) (floor E = {fit.loss_law.E:.3f})")
     loss = submitted_loss(boot, holdout)
+    _finish_against_budget(
+        ax, boot.target_budget, loss, f"submitted: {loss}", "validation loss at the optimum"
+    )
+    return _save(fig, path)
+
+
+def _finish_against_budget(ax, target_budget: float, prediction: Interval, what: str, ylabel: str):
+    """The prediction at the target with its interval as a bar; log-log axes against C; legend."""
     ax.errorbar(
-        [boot.target_budget],
-        [loss.estimate],
-        yerr=[[loss.estimate - loss.low], [loss.high - loss.estimate]],
+        [target_budget],
+        [prediction.estimate],
+        yerr=[[prediction.estimate - prediction.low], [prediction.high - prediction.estimate]],
         fmt="s",
         capsize=4,
-        label=f"submitted at C = {boot.target_budget:.3g}: {loss}",
+        label=f"{what} at C = {target_budget:.3g}",
     )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("compute budget C (FLOPs, 6ND)")
-    ax.set_ylabel("validation loss at the optimum")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
-    return _save(fig, path)
 
 
 def _save(fig, path):
