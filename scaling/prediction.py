@@ -93,7 +93,8 @@ class SweepFit:
 def fit_sweep(
     points: Sequence[SweepPoint], loss_starts: Sequence[Sequence[float]] = (), num_starts: int = 16
 ) -> SweepFit:
-    """Fit both laws to the points' mean losses (``loss_starts``/``num_starts``: see ``fit_chinchilla``)."""
+    """Fit the IsoFLOPs laws, the compute frontier and the loss law to the points' mean losses
+    (``loss_starts``/``num_starts``: see ``fit_chinchilla``)."""
     from scaling.chinchilla import fit_chinchilla
 
     isoflops, frontier = fit_frontier(points)
@@ -265,10 +266,8 @@ def holdout_check(
     top = budgets[-1]
 
     def numbers(sample: Sequence[SweepPoint]) -> list[float]:
-        (whole, frontier), (_, part) = (
-            fit_frontier(sample),
-            fit_frontier([p for p in sample if p.compute_budget < top]),
-        )
+        whole, frontier = fit_frontier(sample)
+        _, part = fit_frontier([p for p in sample if p.compute_budget < top])
         held, vertex = float(part(top)), whole.points[-1].loss
         target = float(frontier(target_budget)) * vertex / held if target_budget else math.nan
         return [held, vertex, target]
@@ -325,7 +324,7 @@ def format_sweep_report(boot: SweepBootstrap, holdout: Holdout | None = None) ->
     lines.append(f"prediction at C = {boot.target_budget:.3g}:")
     lines.append(f"  N_opt = {boot.parameters}")
     lines.append(f"  D_opt = {boot.tokens}")
-    lines.append(f"  loss  = {submitted_loss(boot, holdout)}  (submitted: see submitted_loss)")
+    lines.append(f"  loss  = {submitted_loss(boot, holdout)}  (submitted: the hull of the readings below)")
     lines.append(f"    compute frontier: {boot.frontier}  (L_opt ~ C^{boot.frontier_exponent})")
     lines.append(f"    loss law:         {boot.loss}")
     if holdout is not None:

@@ -203,6 +203,14 @@ def test_bootstrap_resamples_runs_not_only_seeds(adapters):
     assert high - low > 0.01
 
 
+def plain_vertex(records, budget):
+    """``(log N, loss)`` at the vertex of a parabola in log N through the seed means at ``budget``."""
+    sizes = sorted({r[1] for r in records if r[0] == budget})
+    losses = [np.mean([r[3] for r in records if r[0] == budget and r[1] == n]) for n in sizes]
+    c2, c1, c0 = np.polyfit(np.log(sizes), losses, 2)
+    return -c1 / (2 * c2), c0 - c1**2 / (4 * c2)
+
+
 def test_bootstrap_without_noise_collapses_to_the_plain_fit(adapters):
     """No noise and identical seeds, seeds-only resampling: every draw is the data itself, so the
     interval is a point, and the point is the plain fit written here (a parabola in log N through
@@ -211,14 +219,9 @@ def test_bootstrap_without_noise_collapses_to_the_plain_fit(adapters):
     boot = adapters.run_bootstrap_sweep(records, 1e21, num_samples=5, sizes=False)
     estimate, low, high = boot["parameters_exponent"]
     assert low == pytest.approx(estimate) and high == pytest.approx(estimate)
-    log_c, log_n = [], []
-    for c in sorted({r[0] for r in records}):
-        sizes = sorted({r[1] for r in records if r[0] == c})
-        losses = [np.mean([r[3] for r in records if r[0] == c and r[1] == n]) for n in sizes]
-        c2, c1, _ = np.polyfit(np.log(sizes), losses, 2)
-        log_c.append(math.log(c))
-        log_n.append(-c1 / (2 * c2))
-    slope = np.polyfit(log_c, log_n, 1)[0]
+    budgets = sorted({r[0] for r in records})
+    log_n = [plain_vertex(records, c)[0] for c in budgets]
+    slope = np.polyfit(np.log(budgets), log_n, 1)[0]
     assert estimate == pytest.approx(slope, abs=1e-6)
 
 
@@ -244,14 +247,9 @@ def test_compute_frontier_is_the_power_law_through_the_vertex_losses(adapters):
     log loss on log C, extrapolated."""
     records = synthetic_sweep(noise=0.0)
     frontier = adapters.run_predict(records, 1e21, num_samples=4, sizes=False)["frontier_loss"]
-    log_c, log_loss = [], []
-    for c in sorted({r[0] for r in records}):
-        sizes = sorted({r[1] for r in records if r[0] == c})
-        losses = [np.mean([r[3] for r in records if r[0] == c and r[1] == n]) for n in sizes]
-        c2, c1, c0 = np.polyfit(np.log(sizes), losses, 2)
-        log_c.append(math.log(c))
-        log_loss.append(math.log(c0 - c1**2 / (4 * c2)))
-    slope, intercept = np.polyfit(log_c, log_loss, 1)
+    budgets = sorted({r[0] for r in records})
+    log_loss = [math.log(plain_vertex(records, c)[1]) for c in budgets]
+    slope, intercept = np.polyfit(np.log(budgets), log_loss, 1)
     expected = math.exp(intercept + slope * math.log(1e21))
     assert frontier["estimate"] == pytest.approx(expected, rel=1e-6)
     assert frontier["low"] == pytest.approx(expected, rel=1e-6)
@@ -264,10 +262,7 @@ def test_holdout_check_passes_a_frontier_that_holds(adapters):
     holdout = adapters.run_holdout_check(records, num_samples=40)
     top = max(r[0] for r in records)
     assert holdout["budget"] == pytest.approx(top)
-    sizes = sorted({r[1] for r in records if r[0] == top})
-    losses = [np.mean([r[3] for r in records if r[0] == top and r[1] == n]) for n in sizes]
-    c2, c1, c0 = np.polyfit(np.log(sizes), losses, 2)
-    assert holdout["measured"] == pytest.approx(c0 - c1**2 / (4 * c2), abs=1e-3)
+    assert holdout["measured"] == pytest.approx(plain_vertex(records, top)[1], abs=1e-3)
     estimate, low, high = holdout["predicted"]
     assert low <= estimate <= high
     assert estimate == pytest.approx(40 * top**-0.07, rel=0.005)
